@@ -13,10 +13,10 @@ from kafka.serializer import Serializer
 from newsflow.settings import KafkaSettings, LoopSettings
 
 
-class KeySerializer(Serializer):
+class KeySerializer(Serializer):  # type: ignore[misc]  # kafka-python ships no type information
     """Message keys are article ids (text); the broker hashes their UTF-8 bytes to pick a partition."""
 
-    def serialize(self, topic: str, headers: list[tuple[str, bytes]], data: str) -> bytes:  # type: ignore[override]  # kafka-python is untyped
+    def serialize(self, topic: str, headers: list[tuple[str, bytes]], data: str) -> bytes:
         return data.encode("utf-8")
 
 

@@ -88,7 +88,12 @@ def replay_dead_letters(
         "selected": len(selected),
         "replayed": replayed,
         "sample": [
-            {"stage": l.stage, "reason": l.reason, "source_topic": l.source_topic, "detail": l.detail[:200]}
-            for l in selected[:5]
+            {
+                "stage": letter.stage,
+                "reason": letter.reason,
+                "source_topic": letter.source_topic,
+                "detail": letter.detail[:200],
+            }
+            for letter in selected[:5]
         ],
     }

@@ -80,7 +80,9 @@ def read_all(settings: KafkaSettings, role: str) -> list[bytes]:
     return values
 
 
-def build_loop(settings: KafkaSettings, stage: ScriptedStage, sink: object | None = None) -> StreamLoop:
+def build_loop(
+    settings: KafkaSettings, stage: ScriptedStage, sink: object | None = None
+) -> StreamLoop[LinkMessage, LinkMessage]:
     producer = make_producer(settings)
     consumer = make_consumer(settings, FAST, "scripted", [settings.topic("in")])
     return StreamLoop(
@@ -92,7 +94,7 @@ def build_loop(settings: KafkaSettings, stage: ScriptedStage, sink: object | Non
     )
 
 
-def run_until_idle(loop: StreamLoop, idle_s: float = 3.0) -> None:
+def run_until_idle(loop: StreamLoop[LinkMessage, LinkMessage], idle_s: float = 3.0) -> None:
     loop.run(threading.Event(), idle_exit_s=idle_s)
     loop.consumer.close()
 
@@ -114,9 +116,13 @@ def test_each_message_meets_its_fate_and_the_stream_goes_on(topics: KafkaSetting
     run_until_idle(loop)
 
     out = [LinkMessage.model_validate_json(v) for v in read_all(topics, "out")]
-    assert sorted(m.title for m in out) == ["FLAKY", "OK", "OK"]
+    assert sorted(m.title or "" for m in out) == ["FLAKY", "OK", "OK"]
     letters = [DeadLetter.model_validate_json(v) for v in read_all(topics, "dead-letters")]
-    assert sorted(letter.reason for letter in letters) == ["invalid_message", "poison_content", "unhandled_ValueError"]
+    assert sorted(letter.reason for letter in letters) == [
+        "invalid_message",
+        "poison_content",
+        "unhandled_ValueError",
+    ]
     garbage = next(letter for letter in letters if letter.reason == "invalid_message")
     assert garbage.encoding == "base64"  # the original bytes survive, even when they are not UTF-8
     poison = next(letter for letter in letters if letter.reason == "poison_content")
@@ -157,7 +163,7 @@ def test_offsets_are_committed_only_after_the_write(topics: KafkaSettings):
 def test_an_unavailable_sink_rewinds_and_loses_nothing(topics: KafkaSettings):
     produce(topics, "in", [link(i, "ok").model_dump_json().encode() for i in range(4)])
     producer = make_producer(topics)
-    real = KafkaSink(producer, topics.topic("out"))
+    real: KafkaSink[LinkMessage] = KafkaSink(producer, topics.topic("out"))
 
     class FlakySink:
         failures = 4  # more than max_attempts: the whole batch is rewound once

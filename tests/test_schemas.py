@@ -46,7 +46,7 @@ def test_poison_bytes_become_invalid_message():
 
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValidationError):
-        _link(discovered_at=datetime(2026, 11, 27))  # noqa: DTZ001 - the point of the test
+        _link(discovered_at=datetime(2026, 11, 27))  # naive on purpose: the point of the test
 
 
 def test_committed_schema_files_match_the_models():

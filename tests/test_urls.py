@@ -14,12 +14,18 @@ def test_query_order_does_not_matter_but_real_parameters_stay():
 
 def test_amp_variants_map_to_the_article():
     assert canonicalize_url("https://example.org/news/story/amp") == "https://example.org/news/story"
-    assert canonicalize_url("https://example.org/amp/news/story.html") == "https://example.org/news/story.html"
-    assert canonicalize_url("https://example.org/news/story.amp.html") == "https://example.org/news/story.html"
+    assert (
+        canonicalize_url("https://example.org/amp/news/story.html") == "https://example.org/news/story.html"
+    )
+    assert (
+        canonicalize_url("https://example.org/news/story.amp.html") == "https://example.org/news/story.html"
+    )
 
 
 def test_non_default_port_is_kept():
-    assert canonicalize_url("http://127.0.0.1:8765/articles/x.html") == "http://127.0.0.1:8765/articles/x.html"
+    assert (
+        canonicalize_url("http://127.0.0.1:8765/articles/x.html") == "http://127.0.0.1:8765/articles/x.html"
+    )
 
 
 def test_article_id_is_stable_and_scheme_blind():

