@@ -39,6 +39,8 @@ _PAYWALL_MARKERS = re.compile(
     re.IGNORECASE,
 )
 MAX_HTML_BYTES = 20 * 1024 * 1024
+# Fewer words than this is navigation or an error page, not an article (a paywall teaser has more).
+MIN_BODY_WORDS = 15
 # Class/id tokens of page furniture that sits inside article containers on many news sites: ads,
 # paywall boxes, newsletter and share widgets, comment teasers, related-article lists. Pruned
 # before trafilatura sees the tree; an element holding most of the page's text is never pruned.
@@ -234,6 +236,8 @@ def extract(html: bytes | str, url: str | None = None, charset: str | None = Non
         text = html
     if not text.strip():
         raise ExtractionFailed("empty_document")
+    if "\x00" in text[:4096]:
+        raise ExtractionFailed("not_html", "binary content")
     try:
         tree = lxml.html.document_fromstring(text)
     except (etree.ParserError, ValueError) as exc:
@@ -259,8 +263,8 @@ def extract(html: bytes | str, url: str | None = None, charset: str | None = Non
         tree, url=url, with_metadata=True, include_comments=False, include_tables=True, favor_precision=True
     )
     body = drop_calls_to_action(getattr(doc, "text", None) or "") if doc is not None else ""
-    if not body:
-        raise ExtractionFailed("no_main_content", url or "")
+    if len(body.split()) < MIN_BODY_WORDS:
+        raise ExtractionFailed("no_main_content", f"{len(body.split())} words: {url or ''}")
     title = (
         _first_str(jsonld.get("headline"))
         or meta["og:title"]

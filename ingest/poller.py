@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -51,7 +52,8 @@ class FeedParseError(StageError):
 
 def _entry_datetime(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed"):
-        value = entry.get(key)
+        # dict.get: FeedParserDict.get maps updated to published with a deprecation warning.
+        value = dict.get(entry, key)
         if value:
             return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
     return None
@@ -118,6 +120,8 @@ class Poller:
         self.http = http
         self.stats = stats
         self.max_items_per_feed = max_items_per_feed
+        self._claim_lock = threading.Lock()
+        self._in_flight: set[str] = set()
 
     def due(self, feeds: Iterable[FeedSpec], now: float) -> list[FeedSpec]:
         due: list[FeedSpec] = []
@@ -178,8 +182,21 @@ class Poller:
                 published_at=published,
                 discovered_at=now,
             )
-        unseen = self.store.unseen(candidates)
+        with self._claim_lock:
+            # Claimed until emitted: the same article in two feeds polled at once goes out once.
+            unseen = self.store.unseen(candidates) - self._in_flight
+            self._in_flight.update(unseen)
         return tuple(msg for aid, msg in candidates.items() if aid in unseen)
+
+    def emitted(self, result: PollResult) -> None:
+        """Call once Kafka acknowledged a result's links: they are seen for good."""
+        self.store.mark_seen((link.article_id, link.canonical_url, link.feed_url) for link in result.links)
+        self.release(result)
+
+    def release(self, result: PollResult) -> None:
+        """Drop a result's claims without marking them seen (emitting failed; a later poll retries)."""
+        with self._claim_lock:
+            self._in_flight.difference_update(link.article_id for link in result.links)
 
     def record(self, result: PollResult, now: float) -> None:
         """Store validators and adapt the interval: faster while a feed yields news, slower when idle,

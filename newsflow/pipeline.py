@@ -84,16 +84,20 @@ class PollerService:
 
         def poll_one(feed: FeedSpec) -> int:
             result = self.poller.poll(feed)
-            futures = [
-                self.producer.send(self.topic, key=link.key(), value=link.model_dump_json().encode("utf-8"))
-                for link in result.links
-            ]
-            self.producer.flush(timeout=60)
-            for future in futures:
-                future.get(timeout=60)
-            self.store.mark_seen(
-                (link.article_id, link.canonical_url, link.feed_url) for link in result.links
-            )
+            try:
+                futures = [
+                    self.producer.send(
+                        self.topic, key=link.key(), value=link.model_dump_json().encode("utf-8")
+                    )
+                    for link in result.links
+                ]
+                self.producer.flush(timeout=60)
+                for future in futures:
+                    future.get(timeout=60)
+            except BaseException:
+                self.poller.release(result)
+                raise
+            self.poller.emitted(result)
             self.poller.record(result, now)
             return len(result.links)
 
