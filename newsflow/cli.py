@@ -7,26 +7,18 @@ stdout; logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from newsflow import logs
+from newsflow.commands import CommandRegistry, Handler, emit
 from newsflow.settings import ElasticsearchSettings, KafkaSettings, ObservabilitySettings
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-    else:
-        sys.stdout.write(text.rstrip("\n") + "\n")
 
 
 def ensure_local_services(kafka: bool, elasticsearch: bool) -> list[str]:
@@ -52,11 +44,11 @@ def cmd_services(args: argparse.Namespace) -> int:
     elif args.action == "down":
         started = []
         stopped = services.down()
-        _print(args, {"stopped": stopped}, f"stopped: {', '.join(stopped) or 'nothing (none of ours ran)'}")
+        emit(args, {"stopped": stopped}, f"stopped: {', '.join(stopped) or 'nothing (none of ours ran)'}")
         return 0
     elif args.action == "provision":
         figures = services.provision()
-        _print(args, figures, "\n".join(f"{k}: {v}" for k, v in figures.items()))
+        emit(args, figures, "\n".join(f"{k}: {v}" for k, v in figures.items()))
         return 0
     statuses = services.status()
     payload = {
@@ -82,7 +74,7 @@ def cmd_services(args: argparse.Namespace) -> int:
         f"  {s.detail}"
         for s in statuses
     ]
-    _print(args, payload, "\n".join(lines))
+    emit(args, payload, "\n".join(lines))
     return 0
 
 
@@ -107,7 +99,7 @@ def _run_stages(args: argparse.Namespace, stages: Sequence[str]) -> int:
     runner = PipelineRunner(settings, stages)
     runner.run(stop, idle_exit_s=args.idle_exit, poll_once=args.once)
     summary = {name: stats.as_dict() for name, stats in runner.stats.items()}
-    _print(
+    emit(
         args,
         {"stages": summary, "errors": {k: str(v) for k, v in runner.errors.items()}},
         json.dumps(summary),
@@ -182,7 +174,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             fetched_at=datetime.now(UTC),
         )
     payload = json.loads(article.model_dump_json())
-    _print(args, payload, f"{article.title}\n{'=' * len(article.title)}\n\n{article.body}")
+    emit(args, payload, f"{article.title}\n{'=' * len(article.title)}\n\n{article.body}")
     return 0
 
 
@@ -193,7 +185,7 @@ def cmd_index_setup(args: argparse.Namespace) -> int:
     ensure_local_services(kafka=False, elasticsearch=True)
     settings = ElasticsearchSettings()
     report = setup(make_client(settings), settings).as_dict()
-    _print(args, report, "\n".join(f"{k}: {v}" for k, v in report.items()))
+    emit(args, report, "\n".join(f"{k}: {v}" for k, v in report.items()))
     return 0
 
 
@@ -216,7 +208,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for hit in result["hits"]:
         lines.append(f"\n{hit['@timestamp']}  [{hit['source'].get('domain')}] {hit['title']}\n  {hit['url']}")
         lines.extend(f"  … {fragment}" for fragment in hit["highlights"][:2])
-    _print(args, result, "\n".join(lines))
+    emit(args, result, "\n".join(lines))
     return 0
 
 
@@ -241,7 +233,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         f"{'on ' if f.enabled else 'off'} {f.kind:<12} {f.language or '--'}  {f.publisher:<20} {f.url}"
         for f in registry.feeds
     ]
-    _print(args, {"file": str(path), "feeds": feeds}, "\n".join(lines) or f"no feeds in {path}")
+    emit(args, {"file": str(path), "feeds": feeds}, "\n".join(lines) or f"no feeds in {path}")
     return 0
 
 
@@ -252,7 +244,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     report = replay_dead_letters(
         KafkaSettings(), stage=args.stage, reason=args.reason, limit=args.limit, dry_run=args.action == "list"
     )
-    _print(args, report, json.dumps(report, indent=2, default=str))
+    emit(args, report, json.dumps(report, indent=2, default=str))
     return 0
 
 
@@ -260,7 +252,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from newsflow.wire import export_schemas  # noqa: PLC0415
 
     changed = export_schemas(check=args.check)
-    _print(args, {"changed": changed}, "\n".join(changed) or "schemas up to date")
+    emit(args, {"changed": changed}, "\n".join(changed) or "schemas up to date")
     return 1 if args.check and changed else 0
 
 
@@ -269,25 +261,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     ensure_local_services(kafka=True, elasticsearch=True)
     report = run_demo(port=args.port, timeout_s=args.timeout, echo=not args.json)
-    _print(args, report, "")
+    emit(args, report, "")
     return 0 if report["articles_indexed"] >= report["articles_expected"] else 1
 
 
 # --- parser ---------------------------------------------------------------------------------------
 
 
+# Area packages that register commands of their own (see newsflow.commands).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsflow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(
-        name: str, handler: Handler, help_text: str, json_flag: bool = True
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        if json_flag:
-            p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-        return p
+    registry = CommandRegistry(parser)
+    command = registry.command
 
     p = command("services", cmd_services, "start, stop or inspect the local Kafka and Elasticsearch")
     p.add_argument("action", choices=["up", "down", "status", "provision"])
@@ -339,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", cmd_demo, "run the whole pipeline on the bundled sample site, offline")
     p.add_argument("--port", type=int, default=8765, help="port of the local sample site (0: any free)")
     p.add_argument("--timeout", type=float, default=300.0)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(registry)
     return parser
 
 
