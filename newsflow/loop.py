@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
-from newsflow.errors import InvalidMessage, PermanentError, RetryableError, SkipMessage, StageError
+from newsflow.errors import InvalidMessage, RetryableError, SkipMessage, StageError
 from newsflow.metrics import BATCH_SECONDS, MESSAGES, SINK_FAILURES
 from newsflow.schemas import DeadLetter, WireModel
 from newsflow.settings import LoopSettings
@@ -43,6 +43,12 @@ class Stage(Protocol[InT, OutT_co]):
     input_model: type[InT]
 
     def process(self, message: InT) -> OutT_co: ...
+
+
+class BatchStage(Stage[InT, OutT_co], Protocol):
+    """A stage that is faster on a whole batch; returns, per message, its result or its error."""
+
+    def process_batch(self, messages: Sequence[InT]) -> Sequence[OutT_co | BaseException]: ...
 
 
 class Sink(Protocol[OutT_contra]):
@@ -226,36 +232,30 @@ class StreamLoop(Generic[InT, OutT]):
         results: list[OutT] = []
         result_records: list[Record] = []
         letters: list[DeadLetter] = []
+        decoded: list[tuple[Record, InT]] = []
+        handled: list[tuple[Record, OutT | BaseException, int]] = []
         for record in records:
-            attempts = 0
             try:
-                message = decode(self.stage.input_model, record.value)
-                result, attempts = self._process_with_retry(message)
-            except SkipMessage as exc:
-                outcomes[("skipped", exc.reason)] += 1
-                continue
-            except Exception as exc:  # noqa: BLE001 - any failure of one message must not stop the stream
-                letter = self.dead_letters.letter(record, exc, max(attempts, 1))
-                log.warning(
-                    "dead-lettered",
-                    extra={"stage": self.stage.name, "reason": letter.reason, "offset": record.offset},
-                )
-                letters.append(letter)
-                outcomes[("dead_lettered", letter.reason)] += 1
-                continue
-            if attempts > 1:
-                outcomes[("retried", "recovered")] += 1
-            results.append(result)
-            result_records.append(record)
+                decoded.append((record, decode(self.stage.input_model, record.value)))
+            except InvalidMessage as exc:
+                handled.append((record, exc, 1))
+        outputs = self._process_all([message for _, message in decoded])
+        handled.extend(
+            (record, output, attempts)
+            for (record, _), (output, attempts) in zip(decoded, outputs, strict=True)
+        )
+        for record, output, attempts in handled:
+            if isinstance(output, BaseException):
+                self._fail(record, output, attempts, outcomes, letters)
+            else:
+                if attempts > 1:
+                    outcomes[("retried", "recovered")] += 1
+                results.append(output)
+                result_records.append(record)
         try:
             failures = self._write_with_retry(results)
             for index, error in failures:
-                if isinstance(error, SkipMessage):
-                    outcomes[("skipped", error.reason)] += 1
-                    continue
-                letter = self.dead_letters.letter(result_records[index], error, 1)
-                letters.append(letter)
-                outcomes[("dead_lettered", letter.reason)] += 1
+                self._fail(result_records[index], error, 1, outcomes, letters)
             ok = len(results) - len(failures)
             if ok:
                 outcomes[("ok", "written")] += ok
@@ -273,17 +273,67 @@ class StreamLoop(Generic[InT, OutT]):
                 self.stats.add(outcome, reason, n)
         BATCH_SECONDS.labels(self.stage.name).observe(time.monotonic() - started)
 
-    def _process_with_retry(self, message: InT) -> tuple[OutT, int]:
+    def _fail(
+        self,
+        record: Record,
+        error: BaseException,
+        attempts: int,
+        outcomes: Counter[tuple[str, str]],
+        letters: list[DeadLetter],
+    ) -> None:
+        """Count a skip, or turn the failure into a dead letter of this batch."""
+        if isinstance(error, SkipMessage):
+            outcomes[("skipped", error.reason)] += 1
+            return
+        letter = self.dead_letters.letter(record, error, attempts)
+        log.warning(
+            "dead-lettered",
+            extra={"stage": self.stage.name, "reason": letter.reason, "offset": record.offset},
+        )
+        letters.append(letter)
+        outcomes[("dead_lettered", letter.reason)] += 1
+
+    def _process_all(self, messages: Sequence[InT]) -> list[tuple[OutT | BaseException, int]]:
+        """Each message's result or error, with the attempts it took.
+
+        A stage with ``process_batch`` (e.g. spaCy's ``nlp.pipe``) gets the whole batch at once;
+        items it reports as retryable are retried one by one.
+        """
+        first: Sequence[OutT | BaseException] | None = None
+        process_batch = getattr(self.stage, "process_batch", None)
+        if process_batch is not None and messages:
+            try:
+                first = process_batch(messages)
+            except Exception:  # fall back to one-by-one, where failures are attributable
+                log.exception("process_batch failed; processing one by one", extra={"stage": self.stage.name})
+        outputs: list[tuple[OutT | BaseException, int]] = []
+        for index, message in enumerate(messages):
+            if first is not None and (
+                not isinstance(first[index], RetryableError) or self.settings.max_attempts <= 1
+            ):
+                outputs.append((first[index], 1))
+                continue
+            try:
+                outputs.append(self._process_with_retry(message, already_tried=int(first is not None)))
+            except RetryableError as exc:
+                outputs.append((exc, self.settings.max_attempts))
+            except Exception as exc:  # noqa: BLE001 - any failure of one message must not stop the stream
+                outputs.append((exc, 1))
+        return outputs
+
+    def _process_with_retry(self, message: InT, already_tried: int = 0) -> tuple[OutT, int]:
         delay = self.settings.backoff_initial_s
-        for attempt in range(1, self.settings.max_attempts + 1):
+        attempt = already_tried
+        while True:
+            if attempt:
+                self._sleep(delay)
+                delay = min(delay * 2, self.settings.backoff_max_s)
+            attempt += 1
             try:
                 return self.stage.process(message), attempt
             except RetryableError:
-                if attempt == self.settings.max_attempts:
+                if attempt >= self.settings.max_attempts:
                     raise
-                self._sleep(delay)
-                delay = min(delay * 2, self.settings.backoff_max_s)
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _write_with_retry(self, results: Sequence[OutT]) -> Sequence[tuple[int, StageError]]:
         if not results:
@@ -329,9 +379,9 @@ class StreamLoop(Generic[InT, OutT]):
 
 
 __all__ = [
+    "BatchStage",
     "DeadLetterWriter",
     "KafkaSink",
-    "PermanentError",
     "Record",
     "Sink",
     "Stage",

@@ -57,6 +57,24 @@ class ScriptedStage:
         return message.model_copy(update={"title": title.upper()})
 
 
+class ScriptedBatchStage(ScriptedStage):
+    """The same behaviour through ``process_batch``, the path spaCy-backed stages take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def process_batch(self, messages: Sequence[LinkMessage]) -> list[LinkMessage | BaseException]:
+        self.batches.append(len(messages))
+        results: list[LinkMessage | BaseException] = []
+        for message in messages:
+            try:
+                results.append(self.process(message))
+            except Exception as exc:  # noqa: BLE001 - returned, as the batch protocol asks
+                results.append(exc)
+        return results
+
+
 def produce(settings: KafkaSettings, role: str, values: Sequence[bytes]) -> None:
     producer = make_producer(settings)
     for i, value in enumerate(values):
@@ -105,15 +123,20 @@ def topics(kafka_settings: KafkaSettings) -> KafkaSettings:
     return kafka_settings
 
 
-def test_each_message_meets_its_fate_and_the_stream_goes_on(topics: KafkaSettings):
+@pytest.mark.parametrize("stage_type", [ScriptedStage, ScriptedBatchStage])
+def test_each_message_meets_its_fate_and_the_stream_goes_on(
+    topics: KafkaSettings, stage_type: type[ScriptedStage]
+):
     titles = ["ok", "skip", "poison", "boom", "flaky", "ok"]
     values = [link(i, t).model_dump_json().encode() for i, t in enumerate(titles)]
     values.insert(3, b"\xff not even json")
     produce(topics, "in", values)
 
-    stage = ScriptedStage()
+    stage = stage_type()
     loop = build_loop(topics, stage)
     run_until_idle(loop)
+    if isinstance(stage, ScriptedBatchStage):
+        assert sum(stage.batches) == 6  # every valid message went through process_batch
 
     out = [LinkMessage.model_validate_json(v) for v in read_all(topics, "out")]
     assert sorted(m.title or "" for m in out) == ["FLAKY", "OK", "OK"]
