@@ -1,15 +1,18 @@
-"""Durable poller state in SQLite: feed cursors and validators, and every article already emitted.
+"""Durable poller state in SQLite: feed cursors and validators, every article already emitted with
+its revision, and each feed's last fingerprint of each item.
 
 A restart reads this back, so it re-emits nothing old; marking an item as seen happens only after
-Kafka acknowledged its link message, so a crash in between re-emits rather than loses.
+Kafka acknowledged its link message, so a crash in between re-emits rather than loses. Revision
+numbers live here too, so a changed article after a restart still gets the next number, not 1.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,7 +41,14 @@ CREATE TABLE IF NOT EXISTS seen_item (
     feed_url TEXT NOT NULL,
     first_seen REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS item_version (
+    article_id TEXT NOT NULL,
+    feed_url TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (article_id, feed_url)
+);
 """
+_CHUNK = 500  # SQLite's default limit on host parameters is 999
 
 
 @dataclass(frozen=True)
@@ -57,18 +67,55 @@ class FeedState:
     items_emitted: int
 
 
+@dataclass(frozen=True)
+class SeenItem:
+    """An emitted article version: what a later poll compares against."""
+
+    article_id: str
+    canonical_url: str
+    feed_url: str
+    revision: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class KnownItem:
+    """An article seen before: its latest revision and this feed's last fingerprint of it, if any."""
+
+    revision: int
+    fingerprint: str | None
+
+
 class StateStore:
     """One SQLite file per poller; safe to share between threads of one process."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a process crash; only a power cut may lose the last transaction,
+        # which re-emits (never loses) links.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(seen_item)")}
+        if "revision" not in columns:  # state files written before revisions existed
+            self._db.execute("ALTER TABLE seen_item ADD COLUMN revision INTEGER NOT NULL DEFAULT 1")
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def feed(self, url: str) -> FeedState | None:
         with self._lock:
@@ -78,54 +125,62 @@ class StateStore:
             ).fetchone()
         return FeedState(*row) if row else None
 
-    def all_feeds(self) -> list[FeedState]:
+    def all_feeds(self) -> dict[str, FeedState]:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM feed_state"  # noqa: S608 - a constant column list
             ).fetchall()
-        return [FeedState(*row) for row in rows]
+        return {row[0]: FeedState(*row) for row in rows}
 
-    def save_feed(self, state: FeedState) -> None:
+    def feeds(self, urls: Iterable[str]) -> dict[str, FeedState]:
+        """The states of these feeds (those polled before)."""
+        wanted = list(dict.fromkeys(urls))
+        found: dict[str, FeedState] = {}
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO feed_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    state.url,
-                    state.etag,
-                    state.last_modified,
-                    state.content_hash,
-                    state.interval_s,
-                    state.next_poll_at,
-                    state.consecutive_failures,
-                    state.last_outcome,
-                    state.last_error,
-                    state.last_polled_at,
-                    state.last_success_at,
-                    state.items_emitted,
-                ),
-            )
-
-    def unseen(self, article_ids: Iterable[str]) -> set[str]:
-        ids = list(dict.fromkeys(article_ids))
-        if not ids:
-            return set()
-        with self._lock:
-            seen: set[str] = set()
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT article_id FROM seen_item WHERE article_id IN ({marks})"  # noqa: S608 - only "?" placeholders are interpolated
-                rows = self._db.execute(query, chunk)
-                seen.update(row[0] for row in rows)
-        return set(ids) - seen
+                query = f"SELECT {_COLUMNS} FROM feed_state WHERE url IN ({marks})"  # noqa: S608 - constant columns and "?" placeholders
+                found.update((row[0], FeedState(*row)) for row in self._db.execute(query, chunk))
+        return found
 
-    def mark_seen(self, items: Iterable[tuple[str, str, str]]) -> None:
-        """Record (article_id, canonical_url, feed_url) triples as emitted."""
-        now = datetime.now(UTC).timestamp()
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO seen_item VALUES (?, ?, ?, ?)",
-                [(aid, url, feed, now) for aid, url, feed in items],
+    def save_feeds(self, states: Sequence[FeedState]) -> None:
+        """One transaction for a whole batch: thousands of feeds per pass stay cheap."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO feed_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [astuple(state) for state in states],
             )
-            self._db.execute("COMMIT")
+
+    def known(self, article_ids: Iterable[str], feed_url: str) -> dict[str, KnownItem]:
+        """The already-emitted articles among ``article_ids``, with ``feed_url``'s fingerprint of each."""
+        ids = list(dict.fromkeys(article_ids))
+        found: dict[str, KnownItem] = {}
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    "SELECT s.article_id, s.revision, v.fingerprint FROM seen_item s"  # noqa: S608 - only "?" placeholders are interpolated
+                    " LEFT JOIN item_version v ON v.article_id = s.article_id AND v.feed_url = ?"
+                    f" WHERE s.article_id IN ({marks})"
+                )
+                for aid, revision, fingerprint in self._db.execute(query, [feed_url, *chunk]):
+                    found[aid] = KnownItem(revision, fingerprint)
+        return found
+
+    def mark_seen(self, items: Iterable[SeenItem]) -> None:
+        """Record emitted article versions (and each feed's fingerprint of them) for good."""
+        now = datetime.now(UTC).timestamp()
+        rows = list(items)
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO seen_item (article_id, canonical_url, feed_url, first_seen, revision)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(article_id) DO UPDATE SET"
+                " revision = max(revision, excluded.revision)",
+                [(i.article_id, i.canonical_url, i.feed_url, now, i.revision) for i in rows],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO item_version VALUES (?, ?, ?)",
+                [(i.article_id, i.feed_url, i.fingerprint) for i in rows],
+            )
