@@ -47,18 +47,6 @@ class Capabilities:
     def language_analyzers(self) -> bool:
         return "analysis-common" in self.modules
 
-    @property
-    def percolator(self) -> bool:
-        return "percolator" in self.modules
-
-    @property
-    def painless(self) -> bool:
-        return "lang-painless" in self.modules
-
-    @property
-    def reindex(self) -> bool:
-        return "reindex" in self.modules
-
 
 def capabilities(es: Elasticsearch) -> Capabilities:
     """Read modules and plugins from ``_nodes`` (``GET /`` is missing from the test distribution)."""

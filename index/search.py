@@ -32,9 +32,16 @@ def date_math(since: str) -> str:
     return f"now-{match.group(1)}{_UNITS[match.group(2)]}"
 
 
-def build_query(
-    query: SearchQuery, text_fields: tuple[str, ...] = ("title^3", "description^2", "body")
-) -> dict[str, Any]:
+# The language subfields exist only where the cluster has language analyzers (see index.setup);
+# Elasticsearch ignores unmapped fields in a query, so one field list serves both kinds of cluster.
+TEXT_FIELDS = tuple(
+    f"{field}{sub}^{boost}"
+    for field, boost in (("title", 3), ("description", 2), ("body", 1))
+    for sub in ("", ".german", ".english")
+)
+
+
+def build_query(query: SearchQuery, text_fields: tuple[str, ...] = TEXT_FIELDS) -> dict[str, Any]:
     must: list[dict[str, Any]] = []
     filters: list[dict[str, Any]] = []
     if query.text.strip():
@@ -89,6 +96,8 @@ def search(es: Elasticsearch, alias: str, query: SearchQuery) -> dict[str, Any]:
                 "title": {"number_of_fragments": 0},
                 "body": {"fragment_size": 160, "number_of_fragments": 2},
             },
+            # Matches in the language subfields (title.german, ...) highlight the stored field too.
+            "require_field_match": False,
             "pre_tags": ["**"],
             "post_tags": ["**"],
         },

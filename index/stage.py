@@ -17,6 +17,27 @@ from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elastics
 from newsflow.errors import PermanentError, RetryableError, SkipMessage, StageError
 from newsflow.schemas import EnrichedArticle
 
+SHORT_BODY_CHARS = 500
+
+
+def extraction_health(
+    body: str, description: str | None, authors: Sequence[str], has_published_at: bool
+) -> dict[str, Any]:
+    """Per-article extraction signals, aggregatable per source (the Kibana health panel, ``stats``).
+
+    Shared with the v1 -> v2 migration, so old and new documents are judged alike.
+    """
+    flags = []
+    if not has_published_at:
+        flags.append("no_published_at")
+    if not authors:
+        flags.append("no_authors")
+    if not description:
+        flags.append("no_description")
+    if len(body) < SHORT_BODY_CHARS:
+        flags.append("short_body")
+    return {"body_chars": len(body), "quality_flags": flags}
+
 
 @dataclass(frozen=True)
 class IndexAction:
@@ -60,6 +81,9 @@ def to_document(enriched: EnrichedArticle) -> dict[str, Any]:
         "revision": article.revision,
         "body_hash": article.body_hash,
         "enrichment_notes": list(enriched.notes),
+        **extraction_health(
+            article.body, article.description, article.authors, article.published_at is not None
+        ),
     }
 
 
