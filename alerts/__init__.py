@@ -1,0 +1,1 @@
+"""Alerts (issue #6): rules matched in the stream right after enrichment, once per story, to channels."""
