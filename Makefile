@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup services services-down run demo test lint format bench clean
+.PHONY: setup services services-down run demo test lint format bench clean german-ner
 
 setup: $(SETUP_STAMP)
 
@@ -43,6 +43,13 @@ format: setup
 # Tests start the local servers they need (tests/conftest.py) and stop only what they started.
 test: lint
 	$(BIN)/pytest
+
+# Train the German NER pipeline from the open corpora in ../shared/data/ner and ship it in
+# enrich/models/de_newsflow_ner. Bounded for shared machines: one thread, nice, at most 30 minutes.
+german-ner: setup
+	$(BIN)/pip install --quiet -e '.[dev,train]'
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 BLIS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		nice -n 10 timeout 30m $(BIN)/python -m enrich.german.train --install
 
 clean:
 	rm -rf $(VENV) .newsflow .mypy_cache .ruff_cache .pytest_cache

@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 from newsflow import logs
 from newsflow.commands import CommandRegistry, Handler, emit
@@ -115,126 +114,13 @@ def cmd_enrich(args: argparse.Namespace) -> int:
     return _run_stages(args, ("enrich",))
 
 
-def cmd_index_run(args: argparse.Namespace) -> int:
-    return _run_stages(args, ("index",))
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_stages(args, ("poll", "fetch", "enrich", "index"))
+    from newsflow.pipeline import STAGES  # noqa: PLC0415
+
+    return _run_stages(args, STAGES)
 
 
 # --- tools ----------------------------------------------------------------------------------------
-
-
-def cmd_extract(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    from ingest.extract import extract  # noqa: PLC0415
-    from ingest.http import HttpClient  # noqa: PLC0415
-    from ingest.stage import FetchStage, body_hash  # noqa: PLC0415
-    from ingest.urls import article_id, canonicalize_url, source_domain  # noqa: PLC0415
-    from newsflow.schemas import Article, LinkMessage  # noqa: PLC0415
-    from newsflow.settings import HttpSettings  # noqa: PLC0415
-
-    target: str = args.target
-    if target.startswith(("http://", "https://")):
-        canonical = canonicalize_url(target)
-        link = LinkMessage(
-            url=target,
-            canonical_url=canonical,
-            article_id=article_id(canonical),
-            feed_url="",
-            publisher=source_domain(target),
-            discovered_at=datetime.now(UTC),
-        )
-        with HttpClient(HttpSettings()) as http:
-            article = FetchStage(http).process(link)
-    else:
-        path = Path(target)
-        page = extract(path.read_bytes(), url=args.url)
-        url = page.canonical_url or args.url or path.resolve().as_uri()
-        canonical = canonicalize_url(url)
-        article = Article(
-            article_id=article_id(canonical),
-            url=args.url or url,
-            canonical_url=canonical,
-            title=page.title,
-            body=page.body,
-            description=page.description,
-            authors=page.authors,
-            published_at=page.published_at,
-            modified_at=page.modified_at,
-            site_name=page.site_name,
-            language=page.language,
-            categories=page.categories,
-            top_image=page.top_image,
-            source_domain=source_domain(canonical) or "local",
-            paywalled=page.paywalled,
-            body_hash=body_hash(page.body),
-            fetched_at=datetime.now(UTC),
-        )
-    payload = json.loads(article.model_dump_json())
-    emit(args, payload, f"{article.title}\n{'=' * len(article.title)}\n\n{article.body}")
-    return 0
-
-
-def cmd_index_setup(args: argparse.Namespace) -> int:
-    from index.client import make_client  # noqa: PLC0415
-    from index.setup import setup  # noqa: PLC0415
-
-    ensure_local_services(kafka=False, elasticsearch=True)
-    settings = ElasticsearchSettings()
-    report = setup(make_client(settings), settings).as_dict()
-    emit(args, report, "\n".join(f"{k}: {v}" for k, v in report.items()))
-    return 0
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    from index.client import make_client  # noqa: PLC0415
-    from index.search import SearchQuery, search  # noqa: PLC0415
-
-    settings = ElasticsearchSettings()
-    query = SearchQuery(
-        text=args.text or "",
-        topics=tuple(args.topic or ()),
-        entities=tuple(args.entity or ()),
-        sources=tuple(args.source or ()),
-        language=args.lang,
-        since=args.since,
-        size=args.size,
-    )
-    result = search(make_client(settings), settings.alias, query)
-    lines = [f"{result['total']} articles"]
-    for hit in result["hits"]:
-        lines.append(f"\n{hit['@timestamp']}  [{hit['source'].get('domain')}] {hit['title']}\n  {hit['url']}")
-        lines.extend(f"  … {fragment}" for fragment in hit["highlights"][:2])
-    emit(args, result, "\n".join(lines))
-    return 0
-
-
-def cmd_feeds(args: argparse.Namespace) -> int:
-    from ingest.feeds import FeedRegistry, FeedSpec  # noqa: PLC0415
-    from newsflow.settings import IngestSettings  # noqa: PLC0415
-
-    path = Path(args.file) if args.file else IngestSettings().feeds_file
-    registry = FeedRegistry.load(path) if path.exists() else FeedRegistry()
-    if args.action == "add":
-        feed = FeedSpec(url=args.url, kind=args.kind, publisher=args.publisher, language=args.language)
-        registry = registry.with_feed(feed)
-        registry.save(path)
-    elif args.action == "remove":
-        if not any(f.url == args.url for f in registry.feeds):
-            sys.stderr.write(f"no feed {args.url} in {path}\n")
-            return 2
-        registry = registry.without(args.url)
-        registry.save(path)
-    feeds = [feed.model_dump() for feed in registry.feeds]
-    lines = [
-        f"{'on ' if f.enabled else 'off'} {f.kind:<12} {f.language or '--'}  {f.publisher:<20} {f.url}"
-        for f in registry.feeds
-    ]
-    emit(args, {"file": str(path), "feeds": feeds}, "\n".join(lines) or f"no feeds in {path}")
-    return 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -269,7 +155,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # Area packages that register commands of their own (see newsflow.commands).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "index.commands",
+    "enrich.ner_eval",
+    "ingest.commands_feeds",
+    "alerts.commands",
+    "enrich.commands",
+    "ingest.commands_extract",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,32 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, handler, text)
         p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
         p.add_argument("--once", action="store_true", help="poll each feed once, then keep draining")
-
-    p = command("index", cmd_index_run, "index enriched articles into Elasticsearch (or: index setup)")
-    p.add_argument("action", nargs="?", choices=["run", "setup"], default="run")
-    p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
-    p.set_defaults(once=False)
-
-    p = command("extract", cmd_extract, "extract one article from a URL or an HTML file")
-    p.add_argument("target", help="URL or path of an HTML file")
-    p.add_argument("--url", help="the page's URL, when extracting a file")
-
-    p = command("search", cmd_search, "search indexed articles")
-    p.add_argument("text", nargs="?", default="")
-    p.add_argument("--topic", action="append")
-    p.add_argument("--entity", action="append")
-    p.add_argument("--source", action="append")
-    p.add_argument("--lang")
-    p.add_argument("--since", help="e.g. 30m, 12h, 7d, 2w")
-    p.add_argument("--size", type=int, default=10)
-
-    p = command("feeds", cmd_feeds, "list, add or remove feeds in the registry")
-    p.add_argument("action", choices=["list", "add", "remove"], nargs="?", default="list")
-    p.add_argument("url", nargs="?")
-    p.add_argument("--file", help="registry file (default NEWSFLOW_INGEST_FEEDS_FILE)")
-    p.add_argument("--kind", default="rss", choices=["rss", "atom", "news-sitemap", "sitemap"])
-    p.add_argument("--publisher", default="")
-    p.add_argument("--language")
 
     p = command("dlq", cmd_dlq, "list or replay dead letters to the topic they came from")
     p.add_argument("action", choices=["list", "replay"])
@@ -336,10 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "index" and args.action == "setup":
-        args.handler = cmd_index_setup
-    if args.command == "feeds" and args.action in {"add", "remove"} and not args.url:
-        parser.error(f"feeds {args.action} needs a URL")
     observability = ObservabilitySettings()
     logs.configure(observability.log_level, observability.log_format)
     if observability.metrics_port and args.command in {"ingest", "enrich", "index", "run"}:

@@ -14,7 +14,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
@@ -93,6 +94,34 @@ class StageStats:
             for (outcome, reason), n in sorted(self.counts.items()):
                 table.setdefault(outcome, {})[reason] = n
             return table
+
+
+class Activity:
+    """When work last happened, shared by the stages of one runner.
+
+    Idle exit (``--idle-exit``, tests, the demo) must wait until *every* stage is idle: a
+    downstream stage that is idle only because upstream is still busy must not leave early.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._last = time.monotonic()
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._last = time.monotonic()
+
+    def idle_for(self) -> float:
+        with self._lock:
+            return 0.0 if self._busy else time.monotonic() - self._last
 
 
 class KafkaSink(Generic[OutT]):
@@ -194,15 +223,18 @@ class StreamLoop(Generic[InT, OutT]):
         self.stats = stats or StageStats(stage.name)
         self._sleep = sleep
 
-    def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
-        """Loop until ``stop`` is set, or until no message arrived for ``idle_exit_s`` seconds."""
-        last_activity = time.monotonic()
+    def run(
+        self, stop: threading.Event, idle_exit_s: float | None = None, activity: Activity | None = None
+    ) -> None:
+        """Loop until ``stop`` is set, or until ``activity`` (this loop's own by default) was idle
+        for ``idle_exit_s`` seconds."""
+        activity = activity or Activity()
         while not stop.is_set():
             records = self._poll_batch(stop)
             if records:
-                self.run_batch(records)
-                last_activity = time.monotonic()
-            elif idle_exit_s is not None and time.monotonic() - last_activity >= idle_exit_s:
+                with activity.working():
+                    self.run_batch(records)
+            elif idle_exit_s is not None and activity.idle_for() >= idle_exit_s:
                 return
 
     def _poll_batch(self, stop: threading.Event) -> list[Record]:
@@ -379,6 +411,7 @@ class StreamLoop(Generic[InT, OutT]):
 
 
 __all__ = [
+    "Activity",
     "BatchStage",
     "DeadLetterWriter",
     "KafkaSink",

@@ -8,27 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
 
-from enrich.entities import EntityRecognizer
-from enrich.language import LanguageDetector
-from enrich.stage import EnrichStage
+from alerts.stage import alert_loop
+from enrich.stage import build_stage
 from index.client import make_client
 from index.setup import setup as setup_index
 from index.stage import ElasticsearchBulkSink, IndexStage
-from ingest.feeds import FeedRegistry, FeedSpec
 from ingest.http import HttpClient
-from ingest.poller import Poller
+from ingest.service import PollerService
 from ingest.stage import FetchStage
-from ingest.state import StateStore
 from newsflow.kafka_io import ensure_topics, make_consumer, make_producer
-from newsflow.loop import DeadLetterWriter, KafkaSink, StageStats, StreamLoop
+from newsflow.loop import Activity, DeadLetterWriter, KafkaSink, StageStats, StreamLoop
 from newsflow.settings import (
+    AlertSettings,
     ElasticsearchSettings,
     EnrichSettings,
     HttpSettings,
@@ -41,7 +37,7 @@ from newsflow.settings import (
 log = logging.getLogger(__name__)
 
 TOPIC_ROLES = ("links", "articles", "enriched", "dead-letters")
-STAGES = ("poll", "fetch", "enrich", "index")
+STAGES = ("poll", "fetch", "enrich", "index", "alert")
 
 
 @dataclass(frozen=True)
@@ -53,69 +49,7 @@ class PipelineSettings:
     spacy: SpacySettings = field(default_factory=SpacySettings)
     enrich: EnrichSettings = field(default_factory=EnrichSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)
-
-
-class PollerService:
-    """Polls due feeds concurrently; a link is marked seen only after Kafka acknowledged it."""
-
-    def __init__(
-        self, settings: PipelineSettings, producer: KafkaProducer, stats: StageStats, workers: int = 16
-    ) -> None:
-        self.settings = settings
-        self.producer = producer
-        self.stats = stats
-        self.workers = workers
-        self.store = StateStore(settings.ingest.state_dir / "ingest.sqlite")
-        self.http = HttpClient(settings.http)  # httpx clients are thread-safe: one pool for all workers
-        self.poller = Poller(self.store, self.http, stats, settings.ingest.max_items_per_feed)
-        self.topic = settings.kafka.topic("links")
-
-    def close(self) -> None:
-        self.http.close()
-        self.store.close()
-
-    def poll_due(self) -> int:
-        """One pass over the feeds that are due; returns how many links were emitted."""
-        registry = FeedRegistry.load(self.settings.ingest.feeds_file)
-        now = time.time()
-        due = self.poller.due(registry.enabled(), now)
-        if not due:
-            return 0
-
-        def poll_one(feed: FeedSpec) -> int:
-            result = self.poller.poll(feed)
-            try:
-                futures = [
-                    self.producer.send(
-                        self.topic, key=link.key(), value=link.model_dump_json().encode("utf-8")
-                    )
-                    for link in result.links
-                ]
-                self.producer.flush(timeout=60)
-                for future in futures:
-                    future.get(timeout=60)
-            except BaseException:
-                self.poller.release(result)
-                raise
-            self.poller.emitted(result)
-            self.poller.record(result, now)
-            return len(result.links)
-
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(due)), thread_name_prefix="poll") as pool:
-            return sum(pool.map(poll_one, due))
-
-    def run(self, stop: threading.Event, once: bool = False) -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    self.poll_due()
-                except Exception:  # the poller must outlive any one bad pass; it is logged with its traceback
-                    log.exception("poll pass failed")
-                if once:
-                    return
-                stop.wait(1.0)
-        finally:
-            self.close()
+    alert: AlertSettings = field(default_factory=AlertSettings)
 
 
 def _dead_letters(settings: PipelineSettings, producer: KafkaProducer, stage: str) -> DeadLetterWriter:
@@ -130,9 +64,7 @@ def fetch_loop(settings: PipelineSettings, producer: KafkaProducer, stats: Stage
 
 
 def enrich_loop(settings: PipelineSettings, producer: KafkaProducer, stats: StageStats) -> StreamLoop:  # type: ignore[type-arg]  # stage types vary per loop
-    detector = LanguageDetector(settings.enrich.languages, settings.enrich.hint_weight)
-    recognizer = EntityRecognizer({"en": settings.spacy.model_en, "de": settings.spacy.model_de})
-    stage = EnrichStage(detector, recognizer)
+    stage = build_stage(settings.enrich, settings.spacy)
     consumer = make_consumer(settings.kafka, settings.loop, "enrich", [settings.kafka.topic("articles")])
     sink: KafkaSink[object] = KafkaSink(producer, settings.kafka.topic("enriched"))
     return StreamLoop(
@@ -154,6 +86,7 @@ LOOP_BUILDERS: dict[str, Callable[[PipelineSettings, KafkaProducer, StageStats],
     "fetch": fetch_loop,
     "enrich": enrich_loop,
     "index": index_loop,
+    "alert": alert_loop,
 }
 
 
@@ -168,6 +101,7 @@ class PipelineRunner:
             raise ValueError(f"unknown stages: {sorted(unknown)}")
         self.stats = {name: StageStats(name) for name in self.stages}
         self.errors: dict[str, BaseException] = {}
+        self.activity = Activity()
 
     def run(self, stop: threading.Event, idle_exit_s: float | None = None, poll_once: bool = False) -> None:
         ensure_topics(self.settings.kafka, TOPIC_ROLES)
@@ -201,11 +135,15 @@ class PipelineRunner:
         def run() -> None:
             try:
                 if name == "poll":
-                    PollerService(self.settings, producer, self.stats[name]).run(stop, once=poll_once)
+                    settings = self.settings
+                    with self.activity.working():  # polling counts as work until a --once pass ends
+                        PollerService(
+                            settings.kafka, settings.http, settings.ingest, producer, self.stats[name]
+                        ).run(stop, once=poll_once)
                     return
                 loop = LOOP_BUILDERS[name](self.settings, producer, self.stats[name])
                 try:
-                    loop.run(stop, idle_exit_s=idle_exit_s)
+                    loop.run(stop, idle_exit_s=idle_exit_s, activity=self.activity)
                 finally:
                     loop.consumer.close()
             except BaseException as exc:

@@ -45,6 +45,10 @@ class LinkMessage(WireModel):
     title: str | None = None
     published_at: AwareDatetime | None = None
     discovered_at: AwareDatetime
+    modified_at: AwareDatetime | None = Field(default=None, description="The feed item's modified date.")
+    revision: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="1 for a new article; the poller counts up when the feed lists a change."
+    )
 
     def key(self) -> str:
         return self.article_id
@@ -139,4 +143,33 @@ class DeadLetter(WireModel):
         return f"{self.source_topic}:{self.partition}:{self.offset}"
 
 
-WIRE_MODELS: tuple[type[WireModel], ...] = (LinkMessage, Article, EnrichedArticle, DeadLetter)
+class AlertItem(WireModel):
+    """One article an alert (or digest) reports."""
+
+    article_id: str
+    story_id: str
+    title: str
+    url: str
+    source: str
+    published_at: AwareDatetime | None = None
+    matched_terms: tuple[str, ...] = ()
+
+
+class AlertEvent(WireModel):
+    """A delivered alert or digest as the Kafka channel publishes it (issue #6)."""
+
+    topic_role: ClassVar[str] = "alerts"
+    kind: Literal["alert"] = "alert"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    alert_id: str = Field(description="Deterministic per (rule, story) or digest; receivers dedupe on it.")
+    rule_id: str
+    rule_name: str
+    mode: Literal["single", "digest"]
+    items: tuple[AlertItem, ...]
+    fired_at: AwareDatetime
+
+    def key(self) -> str:
+        return self.alert_id
+
+
+WIRE_MODELS: tuple[type[WireModel], ...] = (LinkMessage, Article, EnrichedArticle, DeadLetter, AlertEvent)

