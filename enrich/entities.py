@@ -103,6 +103,10 @@ def load_pipeline(name: str) -> Any:
         if "ner" in getattr(pipe, "listener_map", {}):
             keep.add(pipe_name)
     nlp.select_pipes(enable=sorted(keep))
+    if nlp.meta.get("name") == "newsflow_ner":
+        from enrich.german.rules import add_rules  # noqa: PLC0415 - only newsflow's German pipeline
+
+        add_rules(nlp)  # name rules after "ner": they add what the model missed (enrich/german/rules.py)
     return nlp
 
 

@@ -224,3 +224,80 @@ def test_gazetteer_sources_hold_german_place_and_person_names():
     assert norms["Merkel"] == "__last_name__"
     assert "first_name" in norms["Angela"]
     assert not any(" " in word for word in norms)  # one token each: norms are per token
+
+
+def _rule_nlp(norms: dict[str, str] | None = None, model_patterns: list[dict[str, Any]] | None = None) -> Any:
+    """A blank German pipeline whose 'ner' is an entity ruler (the 'model'), then the name rules."""
+    import spacy
+
+    from enrich.german.gazetteer import add_name_norms
+    from enrich.german.rules import add_rules
+
+    nlp = add_name_norms(spacy.blank("de"), norms or {})
+    ruler: Any = nlp.add_pipe("entity_ruler", name="ner")
+    ruler.add_patterns(model_patterns or [{"label": "ORG", "pattern": "Nirgendwoverein"}])
+    return add_rules(nlp)
+
+
+def _ents(nlp: Any, text: str) -> set[tuple[str, str]]:
+    return {(e.text, e.label_) for e in nlp(text).ents}
+
+
+def test_role_words_and_titles_introduce_persons():
+    nlp = _rule_nlp({"Frankreich": "__location__", "Mainz": "__location__"})
+    assert ("Malu Dreyer", "PER") in _ents(nlp, "Gestern sagte Ministerpräsidentin Malu Dreyer in Mainz ab.")
+    assert ("Schmidt", "PER") in _ents(nlp, "Das hat Frau Schmidt nie bestritten.")
+    assert ("Hannes van der Meer", "PER") in _ents(nlp, "Vereinssprecher Hannes van der Meer bestätigte das.")
+    assert _ents(nlp, "Der Präsident Frankreichs reiste ab.") == set()  # a place, not a name
+    assert _ents(nlp, "Der Präsident Wahlkampfleitung sagte nichts.") == set()  # a common noun
+
+
+def test_first_names_followed_by_a_surname_are_persons():
+    nlp = _rule_nlp()
+    assert ("Jürgen Klopp", "PER") in _ents(nlp, "Damals lobte Jürgen Klopp die Mannschaft.")
+    assert _ents(nlp, "Es war eine Art Zufall.") == set()  # "Art" is a noun here
+
+
+def test_organisation_rules_add_companies_clubs_institutions_and_abbreviations():
+    nlp = _rule_nlp({"Stuttgart": "__location__", "Köln": "__location__"})
+    assert ("Beispiel Logistik GmbH", "ORG") in _ents(nlp, "Die Beispiel Logistik GmbH stellt ein.")
+    assert ("VfB Stuttgart", "ORG") in _ents(nlp, "Gegen den VfB Stuttgart verlor man.")
+    assert ("1. FC Köln", "ORG") in _ents(nlp, "Sie spielt beim 1. FC Köln .")
+    assert ("Bundestag", "ORG") in _ents(nlp, "Der Bundestag stimmte zu.")
+    assert _ents(nlp, "Die Bundesregierung schwieg.") == set()  # generic, not annotated in GermEval
+    assert ("ADAC", "ORG") in _ents(nlp, "Am Wochenende warnt der ADAC vor Staus.")
+    assert ("USA", "LOC") in _ents(nlp, "Er flog in die USA zurück.")
+    assert _ents(nlp, "Der ICE hatte Verspätung, siehe ISBN und TV.") == set()
+
+
+def test_place_names_after_prepositions_are_locations():
+    nlp = _rule_nlp({"Mailand": "__location__", "Mai": "__location__", "Wayne": "__first_name+location__"})
+    assert _ents(nlp, "Sie zog nach Mailand.") == {("Mailand", "LOC")}
+    assert _ents(nlp, "Das geschah im Mai.") == set()
+    assert ("Wayne", "LOC") not in _ents(nlp, "Ein Pass von Wayne Rooney kam an.")
+
+
+def test_quoted_titles_after_a_work_noun_are_misc():
+    nlp = _rule_nlp()
+    assert ("Die stille Grenze", "OTH") in _ents(nlp, "Sie las das Buch „Die stille Grenze“ gestern.")
+    assert _ents(nlp, "Er sagte „Nein“ dazu.") == set()  # no work noun before the quote
+
+
+def test_rules_never_override_what_the_model_found():
+    model = [{"label": "ORG", "pattern": "Merz"}]
+    nlp = _rule_nlp(model_patterns=model)
+    assert _ents(nlp, "Bundeskanzler Friedrich Merz kam.") == {("Merz", "ORG")}
+    from enrich.german.rules import GermanNameRules
+
+    with pytest.raises(ValueError, match="unknown German name rules"):
+        GermanNameRules(["no_such_rule"])
+
+
+def test_shipped_pipeline_runs_the_name_rules_after_ner():
+    from enrich.german.rules import FACTORY
+
+    nlp = load_pipeline("de_newsflow_ner")
+    assert nlp.pipe_names[-2:] == ["ner", FACTORY]
+    text = "Vereinssprecherin Hildegard Obermaierhuber sagte in Riedelsbach, der Beispielverein e.V. zahle."
+    found = {(e.text, e.label_) for e in nlp(text).ents}
+    assert ("Hildegard Obermaierhuber", "PER") in found

@@ -163,7 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = work_dir / "output" / "model-best"
     import spacy  # noqa: PLC0415
 
-    report = {"variant": variant, "sources": counts, "held_out_dev": evaluate(spacy.load(best), held_out)}
+    from enrich.german.rules import add_rules  # noqa: PLC0415
+
+    report = {
+        "variant": variant,
+        "sources": counts,
+        "held_out_dev": evaluate(spacy.load(best), held_out),
+        "held_out_dev_with_rules": evaluate(add_rules(spacy.load(best)), held_out),
+    }
     if args.install:
         if args.with_wikiann:
             parser.error("the WikiANN variant is not shipped (its licence is unclear)")
