@@ -67,7 +67,9 @@ def _term_pattern(term: str) -> str:
     """``migrant*`` → prefix, ``*flüchtling*`` → also inside compounds; spaces match any whitespace."""
     core = term.strip("*")
     pattern = r"\s+".join(re.escape(part) for part in core.split())
-    head = r"\w*" if term.startswith("*") else r"(?<!\w)"
+    # Every term starts at a word start; the shared (?<!\w) is put in front of the whole
+    # alternation (``Topic.patterns``), so positions inside words fail once, not once per term.
+    head = r"\w*?" if term.startswith("*") else ""
     tail = r"\w*" if term.endswith("*") else r"(?!\w)"
     return f"{head}{pattern}{tail}"
 
@@ -85,7 +87,8 @@ class Topic:
         """One alternation per language; the matched text itself is the evidence."""
         return {
             language: re.compile(
-                "|".join(_term_pattern(t) for t in sorted(terms, key=len, reverse=True)), re.I
+                r"(?<!\w)(?:" + "|".join(_term_pattern(t) for t in sorted(terms, key=len, reverse=True)) + ")",
+                re.I,
             )
             for language, terms in self.lexicon.items()
             if terms
