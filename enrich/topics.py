@@ -87,7 +87,9 @@ class Topic:
         """One alternation per language; the matched text itself is the evidence."""
         return {
             language: re.compile(
-                r"(?<!\w)(?:" + "|".join(_term_pattern(t) for t in sorted(terms, key=len, reverse=True)) + ")",
+                r"(?<!\w)(?:"
+                + "|".join(_term_pattern(t) for t in sorted(terms, key=len, reverse=True))
+                + ")",
                 re.I,
             )
             for language, terms in self.lexicon.items()
