@@ -12,7 +12,6 @@ from ingest.http import FetchSkipped, HttpClient
 from ingest.rawstore import RawStore
 from ingest.urls import article_id, canonicalize_url, source_domain
 from newsflow.schemas import Article, LinkMessage
-from newsflow.settings import IngestSettings
 
 _HTML_TYPES = {"text/html", "application/xhtml+xml", ""}
 log = logging.getLogger(__name__)
@@ -81,8 +80,7 @@ class FetchStage:
 
     def __init__(self, http: HttpClient, raw_store: RawStore | None = None) -> None:
         self.http = http
-        # Unless given one, the stage keeps raw HTML exactly when NEWSFLOW_INGEST_RAW_HTML_DIR says so.
-        self.raw_store = raw_store if raw_store is not None else RawStore.from_settings(IngestSettings())
+        self.raw_store = raw_store  # None: raw HTML is not kept
 
     def process(self, message: LinkMessage) -> Article:
         fetched = self.http.get(message.url, accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5")

@@ -19,6 +19,7 @@ from index.client import make_client
 from index.setup import setup as setup_index
 from index.stage import ElasticsearchBulkSink, IndexStage
 from ingest.http import HttpClient
+from ingest.rawstore import RawStore
 from ingest.service import PollerService
 from ingest.stage import FetchStage
 from newsflow.kafka_io import ensure_topics, make_consumer, make_producer
@@ -57,7 +58,7 @@ def _dead_letters(settings: PipelineSettings, producer: KafkaProducer, stage: st
 
 
 def fetch_loop(settings: PipelineSettings, producer: KafkaProducer, stats: StageStats) -> StreamLoop:  # type: ignore[type-arg]  # stage types vary per loop
-    stage = FetchStage(HttpClient(settings.http))
+    stage = FetchStage(HttpClient(settings.http), RawStore.from_settings(settings.ingest))
     consumer = make_consumer(settings.kafka, settings.loop, "fetch", [settings.kafka.topic("links")])
     sink: KafkaSink[object] = KafkaSink(producer, settings.kafka.topic("articles"))
     return StreamLoop(stage, consumer, sink, _dead_letters(settings, producer, "fetch"), settings.loop, stats)

@@ -159,13 +159,16 @@ def test_reextract_publish_sends_the_articles_to_kafka(
     assert (published.body_hash, published.revision) == (article.body_hash, 2)
 
 
-def test_the_fetch_stage_archives_when_the_setting_is_set(
+def test_the_archive_is_kept_exactly_when_the_setting_is_set(
     tmp_path: Path, server: SiteServer, http: HttpClient, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("NEWSFLOW_INGEST_RAW_HTML_DIR", str(tmp_path))
-    article = FetchStage(http).process(link_to(server.url(ARTICLE)))
+    store = RawStore.from_settings(IngestSettings())
+    assert store is not None
+    article = FetchStage(http, store).process(link_to(server.url(ARTICLE)))
     assert len(RawStore(tmp_path).versions(article.article_id)) == 1
     monkeypatch.delenv("NEWSFLOW_INGEST_RAW_HTML_DIR")
+    assert RawStore.from_settings(IngestSettings()) is None
     assert FetchStage(http).raw_store is None
 
 
