@@ -92,8 +92,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     """Backtest: the rule as an Elasticsearch query over the article alias, with a story count."""
-    from alerts.matcher import rule_query  # noqa: PLC0415 - keeps CLI start-up fast
-    from index.client import make_client  # noqa: PLC0415
+    from alerts.matcher import rule_query
+    from index.client import make_client
 
     rule = RuleSet.load(_rules_path(args)).get(args.rule_id or "")
     if rule is None:
@@ -138,9 +138,9 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alerts.stage import AlertWorker  # noqa: PLC0415
-    from newsflow.cli import _install_signal_handlers, ensure_local_services  # noqa: PLC0415
-    from newsflow.kafka_io import make_producer  # noqa: PLC0415
+    from alerts.stage import AlertWorker
+    from newsflow.cli import _install_signal_handlers, ensure_local_services
+    from newsflow.kafka_io import make_producer
 
     ensure_local_services(kafka=True, elasticsearch=True)
     kafka = KafkaSettings()
@@ -158,8 +158,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from alerts.history import HistoryStore  # noqa: PLC0415
-    from index.client import make_client  # noqa: PLC0415
+    from alerts.history import HistoryStore
+    from index.client import make_client
 
     filters: list[dict[str, Any]] = [{"term": {"doc_type": "alert"}}]
     if args.rule_id:
@@ -184,8 +184,8 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _flush(args: argparse.Namespace) -> int:
-    from alerts.stage import AlertWorker  # noqa: PLC0415
-    from newsflow.kafka_io import make_producer  # noqa: PLC0415
+    from alerts.stage import AlertWorker
+    from newsflow.kafka_io import make_producer
 
     kafka = KafkaSettings()
     producer = make_producer(kafka)

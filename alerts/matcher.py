@@ -272,7 +272,7 @@ def rule_query(rule: Rule, since: str | None = None) -> dict[str, Any]:
     if rule.query:
         filters.append(to_es(parse(rule.query)))
     if since:
-        from index.search import date_math  # noqa: PLC0415 - only backtests need the index package
+        from index.search import date_math
 
         filters.append({"range": {"@timestamp": {"gte": date_math(since)}}})
     return {"bool": {"filter": filters}}

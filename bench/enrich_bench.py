@@ -73,7 +73,7 @@ def timed(run: Callable[[], object], n: int) -> float:
 
 
 def make_stage(spacy: SpacySettings, topics: bool) -> EnrichStage:
-    from enrich.entities import EntityRecognizer  # noqa: PLC0415
+    from enrich.entities import EntityRecognizer
 
     enrich = EnrichSettings()
     return EnrichStage(

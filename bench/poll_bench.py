@@ -114,7 +114,7 @@ def _server_main(port: int, items: int, ready: Any) -> None:
 
 
 def _free_port() -> int:
-    import socket  # noqa: PLC0415 - only the parent needs it
+    import socket
 
     with socket.socket() as sock:
         sock.bind((HOST, 0))

@@ -16,11 +16,11 @@ _HTML = re.compile(rb"^\s*(?:<!doctype html|<html|<head|<body|<article|<meta)", 
 
 def read_article(path: Path) -> Article:
     """An article from an HTML page (extracted as ingest does) or a text file (first line = title)."""
-    from ingest.stage import body_hash  # noqa: PLC0415 - ingest's extraction stack loads only when needed
+    from ingest.stage import body_hash
 
     raw = path.read_bytes()
     if path.suffix.lower() in {".html", ".htm"} or _HTML.match(raw):
-        from ingest.extract import extract  # noqa: PLC0415
+        from ingest.extract import extract
 
         page = extract(raw, url=path.resolve().as_uri())
         title, body, language = page.title, page.body, page.language
@@ -41,8 +41,8 @@ def read_article(path: Path) -> Article:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from enrich.stage import build_stage  # noqa: PLC0415 - spaCy and the encoder load only for this command
-    from newsflow.settings import EnrichSettings, SpacySettings  # noqa: PLC0415
+    from enrich.stage import build_stage
+    from newsflow.settings import EnrichSettings, SpacySettings
 
     stage = build_stage(EnrichSettings(), SpacySettings(), persistent=False)
     enriched = stage.process(read_article(Path(args.file)))
@@ -69,9 +69,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_topics(args: argparse.Namespace) -> int:
-    from enrich.topic_eval import evaluate  # noqa: PLC0415
-    from enrich.topics import Taxonomy, TopicClassifier  # noqa: PLC0415
-    from newsflow.settings import EnrichSettings  # noqa: PLC0415
+    from enrich.topic_eval import evaluate
+    from enrich.topics import Taxonomy, TopicClassifier
+    from newsflow.settings import EnrichSettings
 
     settings = EnrichSettings()
     classifier = TopicClassifier(Taxonomy.load(settings.topics_file), threshold=settings.topic_threshold)

@@ -68,8 +68,8 @@ def verify_package(package: str) -> None:
         dist = importlib.metadata.distribution(package.replace("_", "-"))
     except importlib.metadata.PackageNotFoundError:
         return
-    import base64  # noqa: PLC0415 - only needed for this rarely used check
-    import hashlib  # noqa: PLC0415
+    import base64
+    import hashlib
 
     for file in dist.files or []:
         if (
@@ -104,7 +104,7 @@ def load_pipeline(name: str) -> Any:
             keep.add(pipe_name)
     nlp.select_pipes(enable=sorted(keep))
     if nlp.meta.get("name") == "newsflow_ner":
-        from enrich.german.rules import add_rules  # noqa: PLC0415 - only newsflow's German pipeline
+        from enrich.german.rules import add_rules
 
         add_rules(nlp)  # name rules after "ner": they add what the model missed (enrich/german/rules.py)
     return nlp

@@ -51,7 +51,7 @@ def gold_spans(sentence: Sentence) -> set[Span]:
 
 def predicted_spans(nlp: Any, sentences: Sequence[Sentence], batch_size: int = 64) -> list[set[Span]]:
     """Run the pipeline on documents made of the gold tokens; keep the entities users would get."""
-    from spacy.tokens import Doc  # noqa: PLC0415 - spaCy loads slowly; only evaluation needs Doc
+    from spacy.tokens import Doc
 
     docs = (Doc(nlp.vocab, words=list(s.words)) for s in sentences)
     return [

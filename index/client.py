@@ -14,8 +14,8 @@ def elasticsearch_url(settings: ElasticsearchSettings) -> str:
     """The configured cluster, or the project's local node when none is configured."""
     if settings.url:
         return settings.url
-    from newsflow.services import LocalServicesSettings  # noqa: PLC0415 - avoid an import cycle
-    from newsflow.services import elasticsearch_url as local_url  # noqa: PLC0415
+    from newsflow.services import LocalServicesSettings
+    from newsflow.services import elasticsearch_url as local_url
 
     return local_url(LocalServicesSettings())
 

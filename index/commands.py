@@ -14,8 +14,8 @@ from newsflow.settings import ElasticsearchSettings
 def cmd_index(args: argparse.Namespace) -> int:
     if args.action == "run":
         return _run_stages(args, ("index",))
-    from index.client import make_client  # noqa: PLC0415 - keeps CLI start-up fast
-    from index.setup import MAPPING_VERSION, migrate, setup  # noqa: PLC0415
+    from index.client import make_client
+    from index.setup import MAPPING_VERSION, migrate, setup
 
     ensure_local_services(kafka=False, elasticsearch=True)
     settings = ElasticsearchSettings()
@@ -36,8 +36,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from index.client import make_client  # noqa: PLC0415
-    from index.search import SearchQuery, search  # noqa: PLC0415
+    from index.client import make_client
+    from index.search import SearchQuery, search
 
     settings = ElasticsearchSettings()
     query = SearchQuery(
@@ -60,8 +60,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from index.client import make_client  # noqa: PLC0415
-    from index.stats import index_stats, render  # noqa: PLC0415
+    from index.client import make_client
+    from index.stats import index_stats, render
 
     settings = ElasticsearchSettings()
     stats = index_stats(make_client(settings), settings.alias, top=args.top)
@@ -70,7 +70,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_kibana(args: argparse.Namespace) -> int:
-    from index.kibana import KIBANA_DIR, import_objects  # noqa: PLC0415
+    from index.kibana import KIBANA_DIR, import_objects
 
     report = import_objects(ElasticsearchSettings(), Path(args.dir) if args.dir else KIBANA_DIR)
     emit(args, report, json.dumps(report))

@@ -15,12 +15,12 @@ from newsflow.commands import CommandRegistry, emit
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Print the article exactly as the fetch stage would put it on the wire."""
-    from ingest.extract import extract  # noqa: PLC0415 - trafilatura import is slow; keep CLI start-up fast
-    from ingest.http import HttpClient  # noqa: PLC0415
-    from ingest.stage import FetchStage, build_article, resolve_canonical  # noqa: PLC0415
-    from ingest.urls import article_id, canonicalize_url, source_domain  # noqa: PLC0415
-    from newsflow.schemas import LinkMessage  # noqa: PLC0415
-    from newsflow.settings import HttpSettings  # noqa: PLC0415
+    from ingest.extract import extract
+    from ingest.http import HttpClient
+    from ingest.stage import FetchStage, build_article, resolve_canonical
+    from ingest.urls import article_id, canonicalize_url, source_domain
+    from newsflow.schemas import LinkMessage
+    from newsflow.settings import HttpSettings
 
     target: str = args.target
     if target.startswith(("http://", "https://")):
@@ -48,7 +48,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_eval_extraction(args: argparse.Namespace) -> int:
     """Score newsflow's extractor on a labelled set with the Article Extraction Benchmark metric."""
-    from ingest.evaluation import (  # noqa: PLC0415
+    from ingest.evaluation import (
         benchmark_pages,
         evaluate,
         fundus_fixtures,
@@ -56,7 +56,7 @@ def cmd_eval_extraction(args: argparse.Namespace) -> int:
         metadata_accuracy,
         summarise,
     )
-    from ingest.extract import extract  # noqa: PLC0415
+    from ingest.extract import extract
 
     if args.fundus:
         pages = fundus_pages(Path(args.fundus))
@@ -90,10 +90,10 @@ def cmd_eval_extraction(args: argparse.Namespace) -> int:
 
 def cmd_reextract(args: argparse.Namespace) -> int:
     """Re-extract archived pages with the current extractor; ``--publish`` re-sends the articles."""
-    from ingest.extract import ExtractionFailed  # noqa: PLC0415
-    from ingest.rawstore import RawStore  # noqa: PLC0415
-    from ingest.stage import article_from_html  # noqa: PLC0415
-    from newsflow.settings import IngestSettings  # noqa: PLC0415
+    from ingest.extract import ExtractionFailed
+    from ingest.rawstore import RawStore
+    from ingest.stage import article_from_html
+    from newsflow.settings import IngestSettings
 
     root = Path(args.dir) if args.dir else IngestSettings().raw_html_dir
     if root is None:
@@ -131,10 +131,10 @@ def cmd_reextract(args: argparse.Namespace) -> int:
 
 def _publish(articles: list[Any]) -> None:
     """Send re-extracted articles to the articles topic; the index keeps the newest revision."""
-    from newsflow.cli import ensure_local_services  # noqa: PLC0415 - cli imports this module's register
-    from newsflow.kafka_io import ensure_topics, make_producer  # noqa: PLC0415
-    from newsflow.loop import KafkaSink  # noqa: PLC0415
-    from newsflow.settings import KafkaSettings  # noqa: PLC0415
+    from newsflow.cli import ensure_local_services
+    from newsflow.kafka_io import ensure_topics, make_producer
+    from newsflow.loop import KafkaSink
+    from newsflow.settings import KafkaSettings
 
     ensure_local_services(kafka=True, elasticsearch=False)
     settings = KafkaSettings()

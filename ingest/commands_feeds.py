@@ -93,7 +93,7 @@ def _spec(args: argparse.Namespace) -> FeedSpec:
 
 def _import(registry: FeedRegistry, source: Path) -> tuple[FeedRegistry, dict[str, Any]]:
     """Adds the OPML's feeds; feeds already registered keep their settings."""
-    from ingest.opml import parse_opml  # noqa: PLC0415
+    from ingest.opml import parse_opml
 
     known = {feed.url for feed in registry.feeds}
     imported = parse_opml(source.read_bytes())
@@ -106,7 +106,7 @@ def _import(registry: FeedRegistry, source: Path) -> tuple[FeedRegistry, dict[st
 
 
 def _export(args: argparse.Namespace, registry: FeedRegistry) -> int:
-    from ingest.opml import to_opml  # noqa: PLC0415
+    from ingest.opml import to_opml
 
     document = to_opml(registry.feeds)
     if args.opml:
@@ -136,12 +136,12 @@ def _check(args: argparse.Namespace, registry: FeedRegistry, settings: IngestSet
 
 
 async def _check_feeds(feeds: list[FeedSpec], settings: IngestSettings) -> list[dict[str, Any]]:
-    from ingest.http import AsyncHttpClient  # noqa: PLC0415
-    from ingest.politeness import HostLimiter, RobotsCache  # noqa: PLC0415
-    from ingest.poller import Poller  # noqa: PLC0415
-    from ingest.state import StateStore  # noqa: PLC0415
-    from newsflow.loop import StageStats  # noqa: PLC0415
-    from newsflow.settings import HttpSettings  # noqa: PLC0415
+    from ingest.http import AsyncHttpClient
+    from ingest.politeness import HostLimiter, RobotsCache
+    from ingest.poller import Poller
+    from ingest.state import StateStore
+    from newsflow.loop import StageStats
+    from newsflow.settings import HttpSettings
 
     http_settings = HttpSettings()
     store = StateStore(":memory:")  # a fresh state: a full GET, every item counted, nothing kept
@@ -174,8 +174,8 @@ async def _check_feeds(feeds: list[FeedSpec], settings: IngestSettings) -> list[
 
 def _status(args: argparse.Namespace, registry: FeedRegistry, settings: IngestSettings) -> int:
     """What the poller's state says per registered feed: schedule, last outcome, failing streaks."""
-    from ingest.service import state_path  # noqa: PLC0415
-    from ingest.state import StateStore  # noqa: PLC0415
+    from ingest.service import state_path
+    from ingest.state import StateStore
 
     path = state_path(settings)
     states = StateStore(path).all_feeds() if path.exists() else {}

@@ -22,7 +22,7 @@ from newsflow.settings import ElasticsearchSettings, KafkaSettings, Observabilit
 
 def ensure_local_services(kafka: bool, elasticsearch: bool) -> list[str]:
     """Start the project's local servers for whatever has no external cluster configured."""
-    from newsflow.services import LocalServices  # noqa: PLC0415 - keeps CLI start-up fast
+    from newsflow.services import LocalServices
 
     need_kafka = kafka and not KafkaSettings().bootstrap_servers
     need_es = elasticsearch and not ElasticsearchSettings().url
@@ -35,7 +35,7 @@ def ensure_local_services(kafka: bool, elasticsearch: bool) -> list[str]:
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from newsflow.services import LocalServices  # noqa: PLC0415
+    from newsflow.services import LocalServices
 
     services = LocalServices()
     if args.action == "up":
@@ -89,7 +89,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 
 def _run_stages(args: argparse.Namespace, stages: Sequence[str]) -> int:
-    from newsflow.pipeline import PipelineRunner, PipelineSettings  # noqa: PLC0415
+    from newsflow.pipeline import PipelineRunner, PipelineSettings
 
     ensure_local_services(kafka=True, elasticsearch="index" in stages)
     settings = PipelineSettings()
@@ -115,7 +115,7 @@ def cmd_enrich(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from newsflow.pipeline import STAGES  # noqa: PLC0415
+    from newsflow.pipeline import STAGES
 
     return _run_stages(args, STAGES)
 
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from newsflow.replay import replay_dead_letters  # noqa: PLC0415
+    from newsflow.replay import replay_dead_letters
 
     ensure_local_services(kafka=True, elasticsearch=False)
     report = replay_dead_letters(
@@ -135,7 +135,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from newsflow.wire import export_schemas  # noqa: PLC0415
+    from newsflow.wire import export_schemas
 
     changed = export_schemas(check=args.check)
     emit(args, {"changed": changed}, "\n".join(changed) or "schemas up to date")
@@ -143,7 +143,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from newsflow.demo.runner import run_demo  # noqa: PLC0415
+    from newsflow.demo.runner import run_demo
 
     ensure_local_services(kafka=True, elasticsearch=True)
     report = run_demo(port=args.port, timeout_s=args.timeout, echo=not args.json)
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     observability = ObservabilitySettings()
     logs.configure(observability.log_level, observability.log_format)
     if observability.metrics_port and args.command in {"ingest", "enrich", "index", "run"}:
-        from prometheus_client import start_http_server  # noqa: PLC0415
+        from prometheus_client import start_http_server
 
         start_http_server(observability.metrics_port)
     handler: Handler = args.handler

@@ -24,7 +24,7 @@ def bootstrap_servers(settings: KafkaSettings) -> str:
     """The configured cluster, or the project's local broker when none is configured."""
     if settings.bootstrap_servers:
         return settings.bootstrap_servers
-    from newsflow.services import LocalServicesSettings, kafka_bootstrap  # noqa: PLC0415 - avoid cycle at import
+    from newsflow.services import LocalServicesSettings, kafka_bootstrap
 
     return kafka_bootstrap(LocalServicesSettings())
 

@@ -849,7 +849,7 @@ def _kafka_ready(bootstrap: str) -> bool:
     port = bootstrap.rpartition(":")[2]
     if not _port_open(int(port)):
         return False
-    from kafka import KafkaAdminClient  # noqa: PLC0415 - heavy import, needed only when probing
+    from kafka import KafkaAdminClient
 
     try:
         admin = KafkaAdminClient(

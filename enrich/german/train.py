@@ -87,7 +87,7 @@ def training_sentences(
 
 def to_docbin(sentences: Iterable[Sentence], vocab: Any) -> Any:
     """A spaCy DocBin of the sentences with their entities set."""
-    from spacy.tokens import Doc, DocBin, Span  # noqa: PLC0415 - spaCy loads slowly
+    from spacy.tokens import Doc, DocBin, Span
 
     docbin = DocBin(attrs=["ORTH", "ENT_IOB", "ENT_TYPE"])
     for sentence in sentences:
@@ -100,7 +100,7 @@ def to_docbin(sentences: Iterable[Sentence], vocab: Any) -> Any:
 
 
 def write_corpora(work_dir: Path, train: Sequence[Sentence], dev: Sequence[Sentence]) -> tuple[Path, Path]:
-    import spacy  # noqa: PLC0415
+    import spacy
 
     vocab = spacy.blank("de").vocab
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -139,9 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--install", action="store_true", help="ship the result in enrich/models/")
     args = parser.parse_args(argv)
 
-    from spacy.cli.train import train  # noqa: PLC0415
+    from spacy.cli.train import train
 
-    from enrich.ner_eval import evaluate  # noqa: PLC0415
+    from enrich.ner_eval import evaluate
 
     variant = "wikiann" if args.with_wikiann else "open"
     work_dir: Path = args.work_dir / variant
@@ -161,9 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TimeBudgetSpent as stop:
         sys.stderr.write(f"{stop}; using the best model so far\n")
     best = work_dir / "output" / "model-best"
-    import spacy  # noqa: PLC0415
+    import spacy
 
-    from enrich.german.rules import add_rules  # noqa: PLC0415
+    from enrich.german.rules import add_rules
 
     report = {
         "variant": variant,
