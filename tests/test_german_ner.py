@@ -301,3 +301,47 @@ def test_shipped_pipeline_runs_the_name_rules_after_ner():
     text = "Vereinssprecherin Hildegard Obermaierhuber sagte in Riedelsbach, der Beispielverein e.V. zahle."
     found = {(e.text, e.label_) for e in nlp(text).ents}
     assert ("Hildegard Obermaierhuber", "PER") in found
+
+
+def test_vector_words_come_from_training_text_then_name_lists_and_are_bounded():
+    from enrich.german.vectors import choose_words
+
+    training = ["der", "Hund", "der", "Bello", "Hund", "einmal"]
+    names = ["Mailand", "Hund", "Bello", "Schmidt"]
+    assert choose_words(training, names) == ["der", "Hund", "Mailand", "Bello", "Schmidt", "einmal"]
+    assert choose_words(training, names, max_words=3) == ["der", "Hund", "Mailand"]
+
+
+def test_words_outside_the_table_get_the_vector_the_table_would_hold(tmp_path: Path):
+    import spacy
+    from spacy.tokens import Doc
+
+    from enrich.german.vectors import OOV_FACTORY, add_oov_vectors, write_vectors_pipeline
+
+    words = ["Berlin", "Bundeskanzlerin", "der", "München", "Hund", "sagte", "Merkel", "Paris"]
+    model = write_vectors_pipeline(words, tmp_path / "vectors", dims=4)
+    table = spacy.load(model)
+    expected = {w: table.vocab.vectors[table.vocab.strings[w]].copy() for w in ("München", "Merkel")}
+
+    nlp = spacy.load(model, exclude=["vocab"])  # the same projection, an empty vector table
+    nlp.add_pipe("tok2vec")  # only a marker: the component goes before it
+    assert nlp.vocab.vectors.n_keys == 0
+    add_oov_vectors(nlp, model)
+    assert nlp.pipe_names == [OOV_FACTORY, "tok2vec"]
+    doc = nlp.get_pipe(OOV_FACTORY)(Doc(nlp.vocab, words=["München", "und", "Merkel"]))
+    for word, vector in expected.items():
+        assert nlp.vocab.vectors.find(key=word) >= 0
+        assert abs(doc.vocab.vectors[nlp.vocab.strings[word]] - vector).max() < 1e-4
+    assert nlp.vocab.vectors.n_keys == 3
+
+
+def test_shipped_pipeline_gives_unseen_words_a_vector_before_tok2vec():
+    from enrich.german.vectors import OOV_FACTORY
+
+    nlp = load_pipeline("de_newsflow_ner")
+    assert nlp.pipe_names.index(OOV_FACTORY) < nlp.pipe_names.index("tok2vec")
+    assert nlp.vocab.vectors.shape[1] == 64
+    word = "Oberbürgermeisterkandidatenwahl"
+    assert nlp.vocab.vectors.find(key=word) < 0
+    nlp(f"Die {word} beginnt.")
+    assert nlp.vocab.vectors.find(key=word) >= 0
