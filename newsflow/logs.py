@@ -51,3 +51,7 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
     root.setLevel(level)
     for noisy in ("kafka", "elastic_transport", "httpx", "httpcore", "trafilatura", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Expected, not actionable here: a group's first assignment before topic metadata arrived, and
+    # kafka-python's I/O thread noting it waited for the GIL while a stage thread ran spaCy.
+    for expected in ("kafka.coordinator.assignors.range", "kafka.net.selector"):
+        logging.getLogger(expected).setLevel(logging.ERROR)

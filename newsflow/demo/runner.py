@@ -111,7 +111,8 @@ def run_demo(port: int = 8765, timeout_s: float = 300.0, echo: bool = True) -> d
         thread.join(timeout=60)
         if echo:
             sys.stderr.write("\n")
-        sample = search(es, alias, SearchQuery(text="Migration", size=3))
+        # A topic filter shows enrichment at work: German and English articles alike.
+        sample = search(es, alias, SearchQuery(topics=("migration",), size=5))
     finally:
         site.stop()
     report: dict[str, Any] = {
@@ -122,7 +123,7 @@ def run_demo(port: int = 8765, timeout_s: float = 300.0, echo: bool = True) -> d
         "stages": {name: stats.as_dict() for name, stats in runner.stats.items()},
         "errors": {name: str(error) for name, error in runner.errors.items()},
         "sample_search": {
-            "query": "Migration",
+            "query": "--topic migration",
             "total": sample["total"],
             "titles": [hit["title"] for hit in sample["hits"]],
         },
