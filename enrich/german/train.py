@@ -147,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=5000)
     parser.add_argument("--max-minutes", type=float, default=25.0, help="training time budget")
     parser.add_argument("--install", action="store_true", help="ship the result in enrich/models/")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override (experiments)"
+    )
     args = parser.parse_args(argv)
 
     from spacy.cli.train import train
@@ -170,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "training.max_steps": args.max_steps,
         "training.before_update.minutes": args.max_minutes,
     }
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
     try:
         train(CONFIG, work_dir / "output", overrides=overrides)
     except TimeBudgetSpent as stop:
