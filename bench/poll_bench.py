@@ -38,7 +38,7 @@ from kafka import KafkaAdminClient
 from ingest.feeds import FeedRegistry, FeedSpec
 from ingest.http import AsyncHttpClient
 from ingest.service import PollerService
-from newsflow.kafka_io import _common, ensure_topics, make_producer
+from newsflow.kafka_io import client_config, ensure_topics, make_producer
 from newsflow.loop import StageStats
 from newsflow.services import LocalServices
 from newsflow.settings import HttpSettings, IngestSettings, KafkaSettings
@@ -164,7 +164,7 @@ def _one_run(port: int, feeds: int, items: int, concurrency: int) -> dict[str, A
         finally:
             service.close()
             producer.close()
-            admin = KafkaAdminClient(**_common(kafka))
+            admin = KafkaAdminClient(**client_config(kafka))
             admin.delete_topics([kafka.topic("links")])
             admin.close()
     outcomes = stats.as_dict()

@@ -29,7 +29,8 @@ def bootstrap_servers(settings: KafkaSettings) -> str:
     return kafka_bootstrap(LocalServicesSettings())
 
 
-def _common(settings: KafkaSettings) -> dict[str, Any]:
+def client_config(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options every kafka-python client of this project shares."""
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers(settings).split(","),
         "security_protocol": settings.security_protocol,
@@ -48,7 +49,7 @@ def _common(settings: KafkaSettings) -> dict[str, Any]:
 def make_producer(settings: KafkaSettings) -> KafkaProducer:
     """Durable producer: acks from all replicas, idempotent retries, compressed batches."""
     return KafkaProducer(
-        **_common(settings),
+        **client_config(settings),
         acks="all",
         enable_idempotence=True,
         compression_type="gzip",
@@ -63,7 +64,7 @@ def make_consumer(
 ) -> KafkaConsumer:
     """Manual-commit consumer: offsets are committed by the loop only after the downstream write."""
     consumer = KafkaConsumer(
-        **_common(settings),
+        **client_config(settings),
         group_id=f"{settings.group_prefix}-{group}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -78,7 +79,7 @@ def make_consumer(
 
 def ensure_topics(settings: KafkaSettings, roles: Iterable[str]) -> list[str]:
     """Create the pipeline's topics if missing (idempotent); returns the ones created now."""
-    admin = KafkaAdminClient(**_common(settings))
+    admin = KafkaAdminClient(**client_config(settings))
     try:
         existing = set(admin.list_topics())
         wanted = [settings.topic(role) for role in roles]

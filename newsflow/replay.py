@@ -16,13 +16,13 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from newsflow.kafka_io import _common, make_producer
+from newsflow.kafka_io import client_config, make_producer
 from newsflow.schemas import DeadLetter
 from newsflow.settings import KafkaSettings
 
 
 def _read_all(settings: KafkaSettings, topic: str) -> list[DeadLetter | bytes]:
-    consumer = KafkaConsumer(**_common(settings), enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

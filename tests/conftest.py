@@ -18,15 +18,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def local_services() -> Iterator[None]:
     """Start local Kafka/Elasticsearch unless external clusters are configured; stop only what we started."""
+    from newsflow.cli import ensure_local_services
     from newsflow.services import LocalServices
 
-    need_kafka = not KafkaSettings().bootstrap_servers
-    need_es = not ElasticsearchSettings().url
-    services = LocalServices()
-    started = services.up(kafka=need_kafka, elasticsearch=need_es) if (need_kafka or need_es) else []
+    started = ensure_local_services(kafka=True, elasticsearch=True)
     yield
     if started:
-        services.down(started)
+        LocalServices().down(started)
 
 
 @pytest.fixture

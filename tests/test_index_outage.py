@@ -15,7 +15,7 @@ from index.client import elasticsearch_url, make_client
 from index.setup import setup
 from index.stage import ElasticsearchBulkSink, IndexStage
 from newsflow.errors import RetryableError
-from newsflow.kafka_io import _common, ensure_topics, make_consumer, make_producer
+from newsflow.kafka_io import client_config, ensure_topics, make_consumer, make_producer
 from newsflow.loop import DeadLetterWriter, StreamLoop
 from newsflow.settings import ElasticsearchSettings, KafkaSettings, LoopSettings
 from tests.test_index_es import enriched
@@ -82,7 +82,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
 
 
 def committed(settings: KafkaSettings, group: str) -> int:
-    admin = KafkaAdminClient(**_common(settings))
+    admin = KafkaAdminClient(**client_config(settings))
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
         return sum(max(meta.offset, 0) for meta in offsets.values())

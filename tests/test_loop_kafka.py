@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from newsflow.errors import PermanentError, RetryableError, SkipMessage, StageError
-from newsflow.kafka_io import _common, ensure_topics, make_consumer, make_producer
+from newsflow.kafka_io import client_config, ensure_topics, make_consumer, make_producer
 from newsflow.loop import DeadLetterWriter, KafkaSink, StreamLoop
 from newsflow.replay import replay_dead_letters
 from newsflow.schemas import DeadLetter, LinkMessage
@@ -84,7 +84,7 @@ def produce(settings: KafkaSettings, role: str, values: Sequence[bytes]) -> None
 
 
 def read_all(settings: KafkaSettings, role: str) -> list[bytes]:
-    consumer = KafkaConsumer(**_common(settings), group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(**client_config(settings), group_id=None, enable_auto_commit=False)
     partitions = consumer.partitions_for_topic(settings.topic(role)) or set()
     tps = [TopicPartition(settings.topic(role), p) for p in partitions]
     consumer.assign(tps)

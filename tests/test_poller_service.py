@@ -19,7 +19,7 @@ from ingest.feeds import FeedRegistry, FeedSpec
 from ingest.http import AsyncHttpClient
 from ingest.service import PollerService
 from newsflow.demo.server import SiteServer, demo_site_root
-from newsflow.kafka_io import _common, ensure_topics, make_producer
+from newsflow.kafka_io import client_config, ensure_topics, make_producer
 from newsflow.loop import StageStats
 from newsflow.schemas import LinkMessage
 from newsflow.settings import HttpSettings, IngestSettings, KafkaSettings
@@ -81,7 +81,7 @@ def one_pass(service: PollerService) -> int:
 
 
 def read_links(kafka: KafkaSettings, expected: int, timeout_s: float = 30.0) -> list[LinkMessage]:
-    consumer = KafkaConsumer(**_common(kafka), enable_auto_commit=False)
+    consumer = KafkaConsumer(**client_config(kafka), enable_auto_commit=False)
     topic = kafka.topic("links")
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
     consumer.assign(partitions)
@@ -200,7 +200,7 @@ def test_links_kafka_refuses_are_not_marked_seen_and_the_feed_backs_off(site, ka
     ensure_topics(kafka_settings, ["links"])
     feeds = serve_feeds(site, 2, {})
     # A producer whose request limit no link fits in: Kafka refuses every send, as when it is unusable.
-    tiny = KafkaProducer(**_common(kafka_settings), max_request_size=64)
+    tiny = KafkaProducer(**client_config(kafka_settings), max_request_size=64)
     service = PollerService(
         kafka_settings, HTTP, ingest_settings(tmp_path, feeds, "a"), tiny, StageStats("poll")
     )
