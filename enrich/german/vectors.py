@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-DIMS = 64
+DIMS = 128
 MAX_WORDS = 60_000
 MAX_ADDED = 100_000
 GROW_ROWS = 5_000
