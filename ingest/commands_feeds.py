@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ingest.feeds import FeedRegistry, FeedSpec
+from ingest.feeds import FEED_KINDS, FeedRegistry, FeedSpec
 from newsflow.commands import CommandRegistry, emit
 from newsflow.settings import IngestSettings
 
@@ -29,7 +29,7 @@ def register(registry: CommandRegistry) -> None:
     actions.add_parser("list", parents=[common], help="the registered feeds")
     add = actions.add_parser("add", parents=[common], help="add (or replace) a feed")
     add.add_argument("url")
-    add.add_argument("--kind", default="rss", choices=["rss", "atom", "news-sitemap", "sitemap"])
+    add.add_argument("--kind", default="rss", choices=FEED_KINDS)
     add.add_argument("--publisher", default="")
     add.add_argument("--language")
     add.add_argument("--min-interval", type=float, help="seconds; the fastest this feed is polled")
@@ -44,7 +44,7 @@ def register(registry: CommandRegistry) -> None:
         "check", parents=[common], help="fetch each feed once; report status, reason, items (emits nothing)"
     )
     check.add_argument("urls", nargs="*", help="feeds to check (default: every enabled registered feed)")
-    check.add_argument("--kind", default="rss", choices=["rss", "atom", "news-sitemap", "sitemap"])
+    check.add_argument("--kind", default="rss", choices=FEED_KINDS)
     actions.add_parser("status", parents=[common], help="poll state per feed; failing feeds flagged")
 
 

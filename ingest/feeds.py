@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FeedKind = Literal["rss", "atom", "news-sitemap", "sitemap"]
+# "rss" and "atom" (and "json-feed") only document what the URL serves: the poller reads RSS, RDF,
+# Atom and JSON Feed documents under any of them; sitemaps are parsed as sitemaps.
+FeedKind = Literal["rss", "atom", "json-feed", "news-sitemap", "sitemap"]
+FEED_KINDS: tuple[str, ...] = get_args(FeedKind)
 
 
 class FeedSpec(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -35,14 +36,18 @@ from newsflow.schemas import LinkMessage
 
 log = logging.getLogger(__name__)
 
-_FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+_FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, "
+    "text/xml;q=0.9, */*;q=0.5"
+)
 _SITEMAP_NS = {
     "sm": "http://www.sitemaps.org/schemas/sitemap/0.9",
     "news": "http://www.google.com/schemas/sitemap-news/0.9",
 }
 # Content types that are certainly not a feed; anything else (text/html too) is given to the parser.
 _NOT_FEED_PREFIXES = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip")
-_NOT_FEED_TYPES = {"application/json", "application/gzip", "application/octet-stream"}
+_NOT_FEED_TYPES = {"application/gzip", "application/octet-stream"}
+_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 MAX_FAILURE_BACKOFF_S = 6 * 3600.0
 
 
@@ -97,6 +102,8 @@ def parse_feed(body: bytes, headers: dict[str, str], feed: FeedSpec) -> list[Fee
     """
     if feed.kind in {"sitemap", "news-sitemap"}:
         return _parse_sitemap(body)
+    if body.lstrip()[:1] == b"{":
+        return _parse_json_feed(body, headers.get("content-location", ""))
     response_headers = {"content-type": "application/xml", **headers}
     parsed = feedparser.parse(body, response_headers=response_headers)
     base = headers.get("content-location", "")
@@ -124,6 +131,44 @@ def parse_feed(body: bytes, headers: dict[str, str], feed: FeedSpec) -> list[Fee
     return items
 
 
+def _parse_json_feed(body: bytes, base: str) -> list[FeedItem]:
+    """A JSON Feed (jsonfeed.org, 1.0 and 1.1): JSON is UTF-8 by definition (RFC 8259), so bytes that
+    are not are a broken feed, as is JSON that is not a JSON Feed."""
+    try:
+        document = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FeedParseError("malformed_json_feed", str(exc)[:300]) from exc
+    if not isinstance(document, dict) or not str(document.get("version", "")).startswith(_JSON_FEED_VERSION):
+        raise FeedParseError("not_a_feed", "JSON without a jsonfeed.org version")
+    entries = document.get("items")
+    if not isinstance(entries, list):
+        raise FeedParseError("malformed_json_feed", "items is not a list")
+    base = base or str(document.get("feed_url") or document.get("home_page_url") or "")
+    items: list[FeedItem] = []
+    for entry in entries:
+        link = entry.get("url") or entry.get("external_url") if isinstance(entry, dict) else None
+        if not isinstance(link, str) or not link.strip():
+            continue
+        title = entry.get("title") if isinstance(entry.get("title"), str) else None
+        published = _json_feed_date(entry.get("date_published"))
+        modified = _json_feed_date(entry.get("date_modified"))
+        text = [entry.get(key) for key in ("summary", "content_text", "content_html")]
+        items.append(
+            FeedItem(
+                link=urljoin(base, link.strip()),
+                title=title,
+                published=published or modified,
+                modified=modified,
+                digest=_digest(title, *(part if isinstance(part, str) else None for part in text)),
+            )
+        )
+    return items
+
+
+def _json_feed_date(value: object) -> datetime | None:
+    return _sitemap_date(value) if isinstance(value, str) else None
+
+
 def _parse_sitemap(body: bytes) -> list[FeedItem]:
     try:
         root = etree.fromstring(
@@ -146,6 +191,7 @@ def _parse_sitemap(body: bytes) -> list[FeedItem]:
 
 
 def _sitemap_date(stamp: str | None) -> datetime | None:
+    """An ISO 8601 / RFC 3339 date (sitemaps, JSON Feed); naive ones are taken as UTC."""
     if not stamp:
         return None
     try:

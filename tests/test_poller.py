@@ -4,6 +4,7 @@ real local HTTP server: new items, revisions, restarts and every kind of bad inp
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -179,6 +180,60 @@ def test_news_sitemaps_yield_their_urls():
     ]
     assert items[0].published is not None and items[0].published.utcoffset() is not None
     assert items[1].modified is not None
+
+
+def json_feed(items: list[dict[str, str]]) -> bytes:
+    document = {"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": items}
+    return json.dumps(document).encode()
+
+
+def test_json_feeds_yield_their_items_with_dates_and_relative_links():
+    body = json_feed(
+        [
+            {
+                "id": "1",
+                "url": "https://example.org/a",
+                "title": "Ä title",
+                "date_published": "2026-11-27T10:00:00+01:00",
+            },
+            {"id": "2", "url": "/b", "content_text": "text only", "date_modified": "2026-11-27T12:00:00Z"},
+            {"id": "3", "external_url": "https://other.example/c", "content_html": "<p>linked</p>"},
+            {"id": "4", "title": "no link at all"},
+        ]
+    )
+    items = parse_feed(body, {"content-location": "https://example.org/feed.json"}, RSS)
+    assert [(item.link, item.title) for item in items] == [
+        ("https://example.org/a", "Ä title"),
+        ("https://example.org/b", None),
+        ("https://other.example/c", None),
+    ]
+    assert items[0].published == datetime(2026, 11, 27, 9, 0, tzinfo=UTC) and items[0].modified is None
+    assert items[1].published == items[1].modified == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    assert len({item.digest for item in items}) == 3
+
+
+def test_a_json_feed_is_polled_and_its_edited_item_becomes_a_revision(site, tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    feed = FeedSpec(url=site.url("feeds/j.json"), kind="json-feed", publisher="p")
+    item = {
+        "id": "1",
+        "url": site.url("articles/a.html"),
+        "title": "A",
+        "date_modified": "2026-11-27T10:00:00Z",
+    }
+    site.add_route(
+        "/feeds/j.json", respond(200, json_feed([item]), {"Content-Type": "application/feed+json"})
+    )
+    [first] = poll_and_emit(store, [feed], now=1000.0)
+    assert first.outcome == "new_items" and [(link.title, link.revision) for link in first.links] == [
+        ("A", 1)
+    ]
+    edited = {**item, "title": "A, updated", "date_modified": "2026-11-27T11:00:00Z"}
+    site.add_route(
+        "/feeds/j.json", respond(200, json_feed([edited]), {"Content-Type": "application/feed+json"})
+    )
+    [second] = poll_and_emit(store, [feed], now=5000.0)
+    assert [(link.title, link.revision) for link in second.links] == [("A, updated", 2)]
 
 
 def test_relative_item_links_resolve_against_the_feed_url(site, tmp_path):
@@ -361,6 +416,18 @@ BAD_FEEDS: dict[str, tuple[Callable[[BaseHTTPRequestHandler], None], str]] = {
     "loop-a": (respond(302, headers={"Location": "/bad/loop-b"}), "redirect_loop"),
     "loop-b": (respond(302, headers={"Location": "/bad/loop-a"}), "redirect_loop"),
     "server-error": (respond(503, b"down"), "http_503"),
+    "json-not-a-feed": (
+        respond(200, b'{"status": "ok", "data": []}', {"Content-Type": "application/json"}),
+        "not_a_feed",
+    ),
+    "json-truncated": (
+        respond(200, b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"url', {}),
+        "malformed_json_feed",
+    ),
+    "json-not-utf8": (
+        respond(200, b'{"version": "https://jsonfeed.org/version/1", "title": "\xff\xfe", "items": []}', {}),
+        "malformed_json_feed",
+    ),
 }
 
 
