@@ -14,12 +14,13 @@ from enrich.aliases import AliasTable
 from enrich.entities import EntityRecognizer, ModelUnavailable
 from enrich.language import LanguageDetector, LanguageGuess
 from enrich.stories import StoryClusterer
-from enrich.topics import Document, Taxonomy, TopicClassifier
+from enrich.topics import Document, Taxonomy, TopicClassifier, Vector
 from newsflow.metrics import ENRICHMENT_GAPS
 from newsflow.schemas import Article, EnrichedArticle, Entity, TopicScore
 from newsflow.settings import EnrichSettings, SpacySettings
 
 MAX_NER_CHARS = 100_000
+STORY_LABELS = frozenset({"person", "org", "location"})  # what two reports of one story both name
 
 
 class EnrichStage:
@@ -53,14 +54,17 @@ class EnrichStage:
         notes: list[list[str]] = [[] for _ in messages]
         entities = self._entities(messages, guesses, notes)
         topics: list[tuple[TopicScore, ...]] = [() for _ in messages]
+        vectors: list[Vector | None] = [None for _ in messages]
         if self.topics is not None:
             docs = [Document(m.title, m.body, g.language) for m, g in zip(messages, guesses, strict=True)]
-            topics = self.topics.classify(docs)
+            topics, vectors = self.topics.classify_with_vectors(docs)
         results: list[EnrichedArticle | BaseException] = []
         for index, message in enumerate(messages):
             try:
                 results.append(
-                    self._finish(message, guesses[index], entities[index], topics[index], notes[index])
+                    self._finish(
+                        message, guesses[index], entities[index], topics[index], vectors[index], notes[index]
+                    )
                 )
             except Exception as exc:  # noqa: BLE001 - one article's failure is that article's fate, not the batch's
                 results.append(exc)
@@ -100,6 +104,7 @@ class EnrichStage:
         guess: LanguageGuess,
         entities: tuple[Entity, ...],
         topics: tuple[TopicScore, ...],
+        vector: Vector | None,
         notes: list[str],
     ) -> EnrichedArticle:
         if self.aliases is not None and entities:
@@ -107,7 +112,10 @@ class EnrichStage:
         story_id = None
         if self.stories is not None:
             when = message.published_at or message.fetched_at
-            story_id = self.stories.assign(message.article_id, f"{message.title}\n{message.body}", when)
+            names = [e.name for e in sorted(entities, key=lambda e: -e.mentions) if e.label in STORY_LABELS]
+            story_id = self.stories.assign(
+                message.article_id, f"{message.title}\n{message.body}", when, vector, names
+            )
         for note in notes:
             ENRICHMENT_GAPS.labels(self.name, note.split(":")[0]).inc()
         return EnrichedArticle(
@@ -139,6 +147,8 @@ def build_stage(enrich: EnrichSettings, spacy: SpacySettings, persistent: bool =
             state / "stories.sqlite" if state else None,
             window=timedelta(hours=enrich.story_window_h),
             threshold=enrich.story_threshold,
+            semantic_threshold=enrich.story_semantic_threshold if enrich.story_rewrites else None,
+            min_shared_entities=enrich.story_min_shared_entities,
         ),
         batch_size=spacy.batch_size,
     )

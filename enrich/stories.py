@@ -1,10 +1,16 @@
-"""Story clustering: near-duplicate articles across sources share a ``story_id``.
+"""Story clustering: copies and rewrites of one story across sources share a ``story_id``.
 
-MinHash over word 3-shingles estimates the Jaccard similarity of two texts; LSH (32 bands of 3 rows)
-finds candidates without comparing against every stored article. An article joins the story of its
-most similar candidate published within the time window when the estimate reaches the threshold,
-otherwise it starts a story named after itself. Agency copies that outlets trim, re-headline or
-extend keep most shingles and land in one story.
+Two tests, within the time window. **Near-duplicates**: MinHash over word 3-shingles estimates the
+Jaccard similarity of two texts; LSH (32 bands of 3 rows) finds candidates without comparing against
+every stored article; an article joins the story of its most similar candidate when the estimate
+reaches the threshold. Agency copies that outlets trim, re-headline or extend keep most shingles.
+**Rewrites** (another outlet's own words, or another language) share few shingles, so an article
+without a near-duplicate also joins a story when it names at least ``min_shared_entities`` of the
+same people, organisations or places as a member *and* its multilingual embedding (the topic
+classifier's, USE v3) is at least ``semantic_threshold`` close to that member's. Either signal alone
+is not enough: reports of two different harbour fires read alike (cosine ~0.75) but name other
+places and people; a company's earnings report names the same ferry line and port as a fire on its
+ship but reads differently (~0.5). Otherwise an article starts a story named after itself.
 
 State lives in SQLite (``NEWSFLOW_ENRICH_STATE_DIR``), not only in memory: a restarted or re-deployed
 enrich stage keeps assigning new copies to the stories it already indexed, and a re-delivered
@@ -20,6 +26,7 @@ import hashlib
 import re
 import sqlite3
 import threading
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +43,7 @@ _A = _rng.integers(1, 2**31, NUM_PERM, dtype=np.uint64)
 _B = _rng.integers(0, 2**31, NUM_PERM, dtype=np.uint64)
 _WORD = re.compile(r"\w+")
 PRUNE_EVERY = 500
+MAX_ENTITIES = 24  # per article, for the rewrite test
 
 Signature = npt.NDArray[np.uint64]
 
@@ -82,12 +90,19 @@ class StoryClusterer:
     """Assigns story ids; ``path=None`` keeps the state in memory (``newsflow analyze``, tests)."""
 
     def __init__(
-        self, path: Path | None, window: timedelta = timedelta(hours=72), threshold: float = 0.4
+        self,
+        path: Path | None,
+        window: timedelta = timedelta(hours=72),
+        threshold: float = 0.4,
+        semantic_threshold: float | None = 0.7,
+        min_shared_entities: int = 2,
     ) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.window = window
         self.threshold = threshold
+        self.semantic_threshold = semantic_threshold
+        self.min_shared_entities = min_shared_entities
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
         self._db.executescript(
@@ -100,15 +115,29 @@ class StoryClusterer:
                 band INTEGER NOT NULL, bucket INTEGER NOT NULL, article_id TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS buckets_key ON buckets (band, bucket);
             CREATE INDEX IF NOT EXISTS members_seen ON members (seen_at);
+            CREATE TABLE IF NOT EXISTS member_entities (entity TEXT NOT NULL, article_id TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS member_entities_key ON member_entities (entity);
             """
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(members)")}
+        if "vec" not in columns:  # state files written before rewrites were clustered
+            self._db.execute("ALTER TABLE members ADD COLUMN vec BLOB")
         self._since_prune = 0
 
     def close(self) -> None:
         self._db.close()
 
-    def assign(self, article_id: str, text: str, when: datetime) -> str:
-        """The story of an article; the same article always gets the same story."""
+    def assign(
+        self,
+        article_id: str,
+        text: str,
+        when: datetime,
+        vector: npt.NDArray[np.float32] | None = None,
+        entities: Collection[str] = (),
+    ) -> str:
+        """The story of an article; the same article always gets the same story. ``vector`` (unit
+        length) and ``entities`` (canonical names of its people, organisations and places) enable
+        the rewrite test; the most salient first, as only ``MAX_ENTITIES`` are kept."""
         with self._lock, self._db:
             known = self._db.execute(
                 "SELECT story_id FROM members WHERE article_id = ?", (article_id,)
@@ -119,14 +148,23 @@ class StoryClusterer:
             if sig is None:
                 return article_id
             buckets = _buckets(sig)
-            story = self._best_match(sig, buckets, when.timestamp()) or article_id
+            names = list(dict.fromkeys(name.casefold() for name in entities))[:MAX_ENTITIES]
+            story = (
+                self._best_match(sig, buckets, when.timestamp())
+                or self._same_story(vector, names, when.timestamp())
+                or article_id
+            )
+            stored_vector = vector.astype(np.float16).tobytes() if vector is not None else None
             self._db.execute(
-                "INSERT INTO members VALUES (?, ?, ?, ?)",
-                (article_id, story, when.timestamp(), sig.tobytes()),
+                "INSERT INTO members (article_id, story_id, seen_at, sig, vec) VALUES (?, ?, ?, ?, ?)",
+                (article_id, story, when.timestamp(), sig.tobytes(), stored_vector),
             )
             self._db.executemany(
                 "INSERT INTO buckets VALUES (?, ?, ?)",
                 [(band, bucket, article_id) for band, bucket in buckets],
+            )
+            self._db.executemany(
+                "INSERT INTO member_entities VALUES (?, ?)", [(name, article_id) for name in names]
             )
             self._since_prune += 1
             if self._since_prune >= PRUNE_EVERY:
@@ -149,12 +187,35 @@ class StoryClusterer:
                 best = (score, str(story))
         return best[1] if best else None
 
+    def _same_story(self, vector: npt.NDArray[np.float32] | None, names: list[str], at: float) -> str | None:
+        """The story of the closest member that names enough of the same entities, if close enough."""
+        if vector is None or self.semantic_threshold is None or len(names) < self.min_shared_entities:
+            return None
+        window = self.window.total_seconds()
+        marks = ", ".join("?" for _ in names)
+        rows = self._db.execute(
+            f"SELECT m.story_id, m.vec FROM member_entities e JOIN members m ON m.article_id = e.article_id "  # noqa: S608 - only placeholders are interpolated
+            f"WHERE e.entity IN ({marks}) AND m.seen_at BETWEEN ? AND ? AND m.vec IS NOT NULL "
+            "GROUP BY m.article_id HAVING COUNT(*) >= ?",
+            [*names, at - window, at + window, self.min_shared_entities],
+        ).fetchall()
+        best: tuple[float, str] | None = None
+        for story, blob in rows:
+            other = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+            if other.shape != vector.shape:
+                continue
+            score = float(other @ vector)
+            if score >= self.semantic_threshold and (best is None or score > best[0]):
+                best = (score, str(story))
+        return best[1] if best else None
+
     def _prune(self, now: float) -> None:
         """Forget articles older than the window (relative to the newest article seen)."""
         cutoff = now - self.window.total_seconds()
-        self._db.execute(
-            "DELETE FROM buckets WHERE article_id IN (SELECT article_id FROM members WHERE seen_at < ?)",
-            (cutoff,),
-        )
+        for table in ("buckets", "member_entities"):
+            self._db.execute(
+                f"DELETE FROM {table} WHERE article_id IN (SELECT article_id FROM members WHERE seen_at < ?)",  # noqa: S608 - a fixed table name
+                (cutoff,),
+            )
         self._db.execute("DELETE FROM members WHERE seen_at < ?", (cutoff,))
         self._since_prune = 0

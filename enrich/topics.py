@@ -28,6 +28,7 @@ import yaml
 from newsflow.schemas import TopicScore
 
 Vectors = npt.NDArray[np.float32]
+Vector = npt.NDArray[np.float32]  # one row of Vectors
 
 BUILTIN_TAXONOMY = "taxonomy/topics.yaml"
 # Score weights and scales (set by reasoning about the ranges, checked on the demo site and the
@@ -212,6 +213,13 @@ class TopicClassifier:
 
     def match(self, docs: Sequence[Document]) -> list[list[TopicMatch]]:
         """Every topic's match for every document, best first."""
+        return self.match_with_vectors(docs)[0]
+
+    def match_with_vectors(
+        self, docs: Sequence[Document]
+    ) -> tuple[list[list[TopicMatch]], list[Vector | None]]:
+        """``match``, plus each document's embedding (the title-weighted mean of its sentence vectors,
+        unit length; None without text): story clustering compares articles with it."""
         split = [([d.title.strip()], split_sentences(d.body)[:MAX_SCANNED_SENTENCES]) for d in docs]
         embedded = [
             [s[:MAX_SENTENCE_CHARS] for s in title + body[:MAX_EMBEDDED_SENTENCES] if s]
@@ -224,28 +232,36 @@ class TopicClassifier:
             else np.zeros((0, 1), dtype=np.float32)
         )
         results: list[list[TopicMatch]] = []
+        document_vectors: list[Vector | None] = []
         start = 0
         for doc, (title, body), sentences in zip(docs, split, embedded, strict=True):
-            doc_vectors = vectors[start : start + len(sentences)]
+            document = self._document_vector(vectors[start : start + len(sentences)], bool(title[0]))
             start += len(sentences)
-            similarities = self._similarities(doc_vectors, has_title=bool(title[0]))
+            similarities = self._similarities(document)
             matches = [
                 self._score(topic, doc.language, title[0], body, float(similarity))
                 for topic, similarity in zip(self.taxonomy.topics, similarities, strict=True)
             ]
             results.append(sorted(matches, key=lambda m: -m.score))
-        return results
+            document_vectors.append(document)
+        return results, document_vectors
 
-    def _similarities(self, doc_vectors: Vectors, has_title: bool) -> npt.NDArray[np.float64]:
-        """Cosine of the (title-weighted) mean sentence vector to each topic, minus the mean over topics."""
-        if not len(doc_vectors):
-            return np.zeros(len(self.taxonomy.topics))
-        weights = np.ones(len(doc_vectors))
+    @staticmethod
+    def _document_vector(sentence_vectors: Vectors, has_title: bool) -> Vector | None:
+        """The mean sentence vector, the title counted twice, at unit length."""
+        if not len(sentence_vectors):
+            return None
+        weights = np.ones(len(sentence_vectors))
         if has_title:
             weights[0] = 2.0
-        mean = (doc_vectors * weights[:, None]).sum(axis=0)
-        mean = mean / (np.linalg.norm(mean) or 1.0)
-        cosines = self.centroids @ mean
+        mean = (sentence_vectors * weights[:, None]).sum(axis=0)
+        return np.asarray(mean / (np.linalg.norm(mean) or 1.0), dtype=np.float32)
+
+    def _similarities(self, document: Vector | None) -> npt.NDArray[np.float64]:
+        """Cosine of the document vector to each topic, minus the mean over topics."""
+        if document is None:
+            return np.zeros(len(self.taxonomy.topics))
+        cosines = self.centroids @ document
         return np.asarray(cosines - cosines.mean(), dtype=np.float64)
 
     def _score(
@@ -294,3 +310,9 @@ class TopicClassifier:
 
     def classify(self, docs: Sequence[Document]) -> list[tuple[TopicScore, ...]]:
         return [self.assigned(matches) for matches in self.match(docs)]
+
+    def classify_with_vectors(
+        self, docs: Sequence[Document]
+    ) -> tuple[list[tuple[TopicScore, ...]], list[Vector | None]]:
+        matches, vectors = self.match_with_vectors(docs)
+        return [self.assigned(m) for m in matches], vectors

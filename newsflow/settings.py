@@ -137,6 +137,15 @@ class EnrichSettings(BaseSettings):
     story_threshold: float = Field(
         default=0.4, gt=0.0, le=1.0, description="Estimated shingle Jaccard at which two texts are one story."
     )
+    story_rewrites: bool = Field(
+        default=True, description="Also join rewrites: shared entities and close embeddings (needs topics)."
+    )
+    story_semantic_threshold: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="Embedding cosine at which a rewrite joins a story."
+    )
+    story_min_shared_entities: int = Field(
+        default=2, ge=1, description="People/organisations/places a rewrite must share with the story."
+    )
 
 
 class LoopSettings(BaseSettings):

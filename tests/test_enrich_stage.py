@@ -8,6 +8,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,10 +79,10 @@ def test_one_failing_article_does_not_fail_the_batch(
     assert stage.stories is not None
     original = stage.stories.assign
 
-    def assign(article_id: str, text: str, when: datetime) -> str:
+    def assign(article_id: str, *args: Any) -> str:
         if article_id == "broken":
             raise RuntimeError("story store unavailable")
-        return original(article_id, text, when)
+        return original(article_id, *args)
 
     monkeypatch.setattr(stage.stories, "assign", assign)
     ok, failed = stage.process_batch([seed, broken])
