@@ -8,6 +8,9 @@ names with a misspelt surname ("Olaf Scholtz"), or a surname
 alone that belongs to exactly one known person. The canonical name of a cluster is its most
 mentioned variant (ties: the longer), so one early misspelling cannot become the name users see;
 abbreviations no rule can join ("US", "USA") come from a hand-written seed file that pins the name.
+With ``english_place_names`` German place names ("Mexiko", "Wien") also join their English ones
+(canonical: English) through a table generated from CLDR (``enrich/places.py``); by default an
+article keeps the place names of its language.
 
 Kept in SQLite (``NEWSFLOW_ENRICH_STATE_DIR``) so merges survive restarts; ``path=None`` keeps it in
 memory, which still merges variants within one article (``newsflow analyze``).
@@ -34,6 +37,9 @@ OTHER_NAME_SIMILARITY = 0.92  # organisations and places: only near-identical lo
 MIN_FUZZY_LENGTH = 8
 MIN_SHORT_GIVEN_NAME = 3
 SEED_FILE = "taxonomy/aliases.yaml"
+# German->English place names (generated from CLDR), loaded before SEED_FILE so the hand-written seeds
+# win where both name a group.
+PLACES_FILE = "taxonomy/places.yaml"
 
 
 @dataclass
@@ -59,7 +65,7 @@ def _given_names_compatible(a: str, b: str) -> bool:
 
 
 class AliasTable:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, english_place_names: bool = False) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -77,11 +83,12 @@ class AliasTable:
         ):
             self._remember(Variant(name, label, cluster, mentions))
         self._pinned: dict[int, str] = {}
-        self._load_seeds()
+        for seed_file in (PLACES_FILE, SEED_FILE) if english_place_names else (SEED_FILE,):
+            self._load_seeds(seed_file)
 
-    def _load_seeds(self) -> None:
+    def _load_seeds(self, seed_file: str) -> None:
         """Pin the seed file's canonical names onto their clusters (joining any already learnt)."""
-        seeds = yaml.safe_load(files("enrich").joinpath(SEED_FILE).read_text(encoding="utf-8")) or {}
+        seeds = yaml.safe_load(files("enrich").joinpath(seed_file).read_text(encoding="utf-8")) or {}
         for label, groups in seeds.items():
             for canonical, variants in groups.items():
                 names = [str(canonical), *(str(v) for v in variants)]

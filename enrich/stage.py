@@ -142,7 +142,7 @@ def build_stage(enrich: EnrichSettings, spacy: SpacySettings, persistent: bool =
         LanguageDetector(enrich.languages, enrich.hint_weight),
         EntityRecognizer({"en": spacy.model_en, "de": spacy.model_de}),
         topics=topics,
-        aliases=AliasTable(state / "aliases.sqlite" if state else None),
+        aliases=AliasTable(state / "aliases.sqlite" if state else None, enrich.english_place_names),
         stories=StoryClusterer(
             state / "stories.sqlite" if state else None,
             window=timedelta(hours=enrich.story_window_h),

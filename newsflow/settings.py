@@ -137,6 +137,10 @@ class EnrichSettings(BaseSettings):
     story_threshold: float = Field(
         default=0.4, gt=0.0, le=1.0, description="Estimated shingle Jaccard at which two texts are one story."
     )
+    english_place_names: bool = Field(
+        default=False,
+        description="Places named in English in every article (Mexiko -> Mexico): one filter for both.",
+    )
     story_rewrites: bool = Field(
         default=True, description="Also join rewrites: shared entities and close embeddings (needs topics)."
     )

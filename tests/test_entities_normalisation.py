@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from enrich.aliases import AliasTable
 from enrich.entities import Mention, aggregate
 from newsflow.schemas import Entity, EntityLabel
@@ -84,3 +86,26 @@ def test_the_alias_table_persists_across_restarts(tmp_path: Path):
     assert names(AliasTable(path).normalise([entity("Olaf Scholtz", mentions=9)], "de")) == {
         "Olaf Scholtz": 9
     }
+
+
+def test_english_place_names_join_german_ones_across_languages_when_asked():
+    table = AliasTable(None, english_place_names=True)
+    german = table.normalise(
+        [entity("Mexikos", "location"), entity("Wien", "location"), entity("Türkei", "location")], "de"
+    )
+    assert names(german) == {"Mexico": 1, "Vienna": 1, "Turkey": 1}
+    assert names(table.normalise([entity("USA", "location"), entity("Köln", "location")], "de")) == {
+        "United States": 1,
+        "Cologne": 1,
+    }
+    assert {"Mexikos"} <= set(next(e for e in german if e.name == "Mexico").surface_forms)
+    # by default each article keeps its language's names
+    default = AliasTable(None).normalise([entity("Wien", "location"), entity("München", "location")], "de")
+    assert names(default) == {"Wien": 1, "München": 1}
+
+
+def test_the_generated_place_table_is_up_to_date():
+    pytest.importorskip("babel")
+    from enrich.places import main as places
+
+    assert places(["--check"]) == 0
