@@ -177,10 +177,13 @@ def parse(query: str) -> Node:
 
 
 def entity_es(name: str, label: str | None = None) -> dict[str, Any]:
-    """Canonical name (any case), plus the person surname equivalence the stream applies."""
+    """Canonical name or surface form (any case), plus the person surname equivalence the stream
+    applies."""
     fields = [label] if label else list(ENTITY_FIELDS)
     should: list[dict[str, Any]] = [
-        {"term": {f"entities.{field}": {"value": name, "case_insensitive": True}}} for field in fields
+        {"term": {f"{group}.{field}": {"value": name, "case_insensitive": True}}}
+        for group in ("entities", "entity_surface")
+        for field in fields
     ]
     if "person" in fields:
         parts = name.split()

@@ -10,6 +10,9 @@ from elasticsearch import Elasticsearch
 
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "m", "h": "h", "d": "d", "w": "w"}
+ENTITY_LABELS = ("person", "org", "location", "misc")
+# Canonical names, then every other surface form seen (mapping v3): "--entity Mexikos" finds Mexiko.
+ENTITY_GROUPS = ("entities", "entity_surface")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def build_query(query: SearchQuery, text_fields: tuple[str, ...] = TEXT_FIELDS) 
                 "multi_match": {
                     "query": entity,
                     "type": "phrase",
-                    "fields": ["entities.person", "entities.org", "entities.location", "entities.misc"],
+                    "fields": [f"{group}.{label}" for group in ENTITY_GROUPS for label in ENTITY_LABELS],
                 }
             }
         )
@@ -101,7 +104,7 @@ def search(es: Elasticsearch, alias: str, query: SearchQuery) -> dict[str, Any]:
             "pre_tags": ["**"],
             "post_tags": ["**"],
         },
-        source_excludes=["body", "entity_details", "topic_evidence"],
+        source_excludes=["body", "entity_details", "entity_surface", "topic_evidence"],
         track_total_hits=True,
     )
     hits = []

@@ -24,10 +24,10 @@ from elasticsearch import Elasticsearch
 
 from index.client import Capabilities, capabilities
 from index.migrate import MigrationReport, Upgrade, switch_alias
-from index.stage import extraction_health
+from index.stage import entity_surface, extraction_health
 from newsflow.settings import ElasticsearchSettings
 
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3
 LANGUAGE_ANALYZERS = {"german": "german", "english": "english"}
 TEXT_FIELDS = ("title", "body", "description")
 WANTED_MODULES = (
@@ -57,8 +57,15 @@ def _to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """v2 documents keep every entity's surface forms in the (unindexed) ``entity_details``."""
+    if "entity_surface" in doc:
+        return doc
+    return {**doc, "entity_surface": entity_surface(doc.get("entity_details") or [])}
+
+
 # Document upgrades, keyed by the version they produce; a migration applies each step in turn.
-UPGRADES: dict[int, Upgrade] = {2: _to_v2}
+UPGRADES: dict[int, Upgrade] = {2: _to_v2, 3: _to_v3}
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,23 @@ class IndexAction:
     document: dict[str, Any]
 
 
+def entity_surface(details: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each label's surface forms that differ from the canonical names (mapping v3)."""
+    surface: dict[str, list[str]] = {"person": [], "org": [], "location": [], "misc": []}
+    for entity in details:
+        forms = surface.setdefault(str(entity.get("label")), [])
+        forms.extend(
+            f for f in entity.get("surface_forms") or () if f != entity.get("name") and f not in forms
+        )
+    return surface
+
+
 def to_document(enriched: EnrichedArticle) -> dict[str, Any]:
     article = enriched.article
     entities: dict[str, list[str]] = {"person": [], "org": [], "location": [], "misc": []}
     for entity in enriched.entities:
         entities[entity.label].append(entity.name)
+    details = [entity.model_dump() for entity in enriched.entities]
     timestamp = article.published_at or article.fetched_at
     return {
         "@timestamp": timestamp.isoformat(),
@@ -71,7 +83,8 @@ def to_document(enriched: EnrichedArticle) -> dict[str, Any]:
         "paywalled": article.paywalled,
         "story_id": enriched.story_id,
         "entities": entities,
-        "entity_details": [entity.model_dump() for entity in enriched.entities],
+        "entity_surface": entity_surface(details),
+        "entity_details": details,
         "topics": [topic.name for topic in enriched.topics],
         "topic_scores": {topic.name: topic.score for topic in enriched.topics},
         "topic_evidence": {topic.name: list(topic.evidence) for topic in enriched.topics},

@@ -108,6 +108,16 @@ CORPUS = [
         entities=(("Tony Blair", "person", ("Blair",)),),
         topics=(("politics", 0.7),),
     ),
+    enriched(
+        11,
+        "Grenzgespräche mit Mexiko",
+        "Die Regierung Mexikos verhandelt.",
+        source="stern.de",
+        story="s8",
+        language="de",
+        entities=(("Mexico", "location", ("Mexikos", "Mexiko")),),  # English place names switched on
+        topics=(("politics", 0.7),),
+    ),
 ]
 RULE_FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("words", {"query": "migration"}),
@@ -121,6 +131,8 @@ RULE_FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("entity-full", {"entities": ["Antony Blinken"]}),
     ("entity-short", {"entities": ["blinken"]}),
     ("entity-field", {"query": 'person:Blinken OR org:"Blinken Corp"'}),
+    ("entity-surface", {"entities": ["Mexikos"]}),  # a surface form only: indexed since mapping v3
+    ("entity-surface-field", {"query": "location:mexiko"}),
     ("topics-any", {"topics_any": ["migration", "economy"]}),
     ("topics-all", {"topics_all": ["migration", "politics"]}),
     ("min-score", {"topics_any": ["migration", "politics"], "min_topic_score": 0.65}),
@@ -153,6 +165,7 @@ def test_stream_matcher_and_elasticsearch_query_agree(
         assert found == stream[r.id], r.id
         assert 0 < len(found) < len(CORPUS), r.id  # every rule is a real test: some match, not all
     assert len(stream["entity-full"]) == 3  # articles 1, 4, 5: full name, surname only, upper case
+    assert stream["entity-surface"] == stream["entity-surface-field"] == {CORPUS[-1].article.article_id}
 
 
 def test_alerts_test_backtests_a_rule_with_one_alert_per_story(

@@ -40,7 +40,16 @@ def enriched(
         ),
         language=language,
         language_confidence=0.99,
-        entities=(Entity(name="Joe Biden", label="person", mentions=2, first_offset=0, in_title=False),),
+        entities=(
+            Entity(
+                name="Joe Biden",
+                label="person",
+                mentions=2,
+                first_offset=0,
+                in_title=False,
+                surface_forms=("Biden", "Joe Biden"),
+            ),
+        ),
         topics=(TopicScore(name="migration", score=0.8, evidence=("migration policy",)),),
         enriched_at=now,
     )

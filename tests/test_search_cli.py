@@ -56,7 +56,14 @@ def corpus(es_client, es_settings, monkeypatch: pytest.MonkeyPatch) -> list[Enri
         ),
         variant(4, "bbc.co.uk", FEED_EN, "en", ("sport",), 200, title="Rugby final in Cardiff"),
     ]
-    merkel = Entity(name="Angela Merkel", label="person", mentions=1, first_offset=0, in_title=False)
+    merkel = Entity(
+        name="Angela Merkel",
+        label="person",
+        mentions=1,
+        first_offset=0,
+        in_title=False,
+        surface_forms=("Angela Merkel", "Merkels"),
+    )
     articles[1] = articles[1].model_copy(update={"entities": (merkel,)})
     ElasticsearchBulkSink(es_client, es_settings.alias, refresh=True).write(
         [IndexStage().process(a) for a in articles]
@@ -95,6 +102,7 @@ def test_search_json_shape_filters_and_highlights(corpus, capsys):
         "Rugby final in Cardiff",
     ]
     assert titles(run_json(capsys, "search", "--entity", "Angela Merkel")) == ["Haushalt und Schuldenbremse"]
+    assert titles(run_json(capsys, "search", "--entity", "Merkels")) == ["Haushalt und Schuldenbremse"]
     assert titles(run_json(capsys, "search", "--paywalled")) == ["Border talks resume"]
     assert run_json(capsys, "search", "--free")["total"] == 3
     # Newest first without a text query; --since filters on @timestamp (published).
