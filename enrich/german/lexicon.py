@@ -1,6 +1,6 @@
 """Word clusters and word frequency as features of the German NER model.
 
-With ~1,800 in-domain training sentences the model cannot learn that an unseen capitalised word is a
+With ~2,200 in-domain training sentences the model cannot learn that an unseen capitalised word is a
 surname or a town: in German every noun is capitalised. Brown clusters computed on a large German
 corpus can: "Merkel", "Heidegger", "Saakaschwili" and "Schmidt" share one cluster, "Franken" and
 "Gulden" another. ``spacy-lookups-data`` (MIT, ExplosionAI) carries such clusters and log
