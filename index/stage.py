@@ -7,7 +7,8 @@ an older revision can never overwrite a newer one, and no scripting module is ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ class IndexAction:
     doc_id: str
     version: int
     document: dict[str, Any]
+    recheck: bool = False  # written only if the indexed body differs, as the next revision
 
 
 def entity_surface(details: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -105,7 +107,23 @@ class IndexStage:
     input_model = EnrichedArticle
 
     def process(self, message: EnrichedArticle) -> IndexAction:
-        return IndexAction(message.article.article_id, message.article.revision, to_document(message))
+        article = message.article
+        return IndexAction(article.article_id, article.revision, to_document(message), article.recheck)
+
+
+@contextmanager
+def _elasticsearch_errors() -> Iterator[None]:
+    """Outages and overload are retried (the loop backs off, then rewinds); anything else is raised."""
+    try:
+        yield
+    except (ConnectionError, ConnectionTimeout) as exc:
+        raise RetryableError("elasticsearch_unavailable", str(exc)) from exc
+    except ApiError as exc:
+        if exc.meta.status == 429 or exc.meta.status >= 500:
+            raise RetryableError(f"elasticsearch_{exc.meta.status}", str(exc)) from exc
+        raise
+    except TransportError as exc:
+        raise RetryableError("elasticsearch_transport", str(exc)) from exc
 
 
 class ElasticsearchBulkSink:
@@ -117,9 +135,20 @@ class ElasticsearchBulkSink:
         self.refresh = refresh
 
     def write(self, results: Sequence[IndexAction]) -> Sequence[tuple[int, StageError]]:
+        failures: list[tuple[int, StageError]] = []
+        pending: list[tuple[int, IndexAction]] = []  # (position in results, action to write)
+        resolved = self._resolve_rechecks([a for a in results if a.recheck])
+        for position, action in enumerate(results):
+            outcome = resolved.get(action.doc_id, action) if action.recheck else action
+            if isinstance(outcome, StageError):
+                failures.append((position, outcome))
+            else:
+                pending.append((position, outcome))
+        if not pending:
+            return failures
         # One action per id: within a batch the highest revision wins, like it would across batches.
         operations: list[dict[str, Any]] = []
-        for action in results:
+        for _, action in pending:
             operations.append(
                 {
                     "index": {
@@ -131,19 +160,40 @@ class ElasticsearchBulkSink:
                 }
             )
             operations.append(action.document)
-        try:
+        with _elasticsearch_errors():
             response = self.es.bulk(operations=operations, refresh=self.refresh)
-        except (ConnectionError, ConnectionTimeout) as exc:
-            raise RetryableError("elasticsearch_unavailable", str(exc)) from exc
-        except ApiError as exc:
-            if exc.meta.status == 429 or exc.meta.status >= 500:
-                raise RetryableError(f"elasticsearch_{exc.meta.status}", str(exc)) from exc
-            raise
-        except TransportError as exc:
-            raise RetryableError("elasticsearch_transport", str(exc)) from exc
+        return failures + self._item_failures(response, [position for position, _ in pending])
+
+    def _resolve_rechecks(self, rechecks: Sequence[IndexAction]) -> dict[str, IndexAction | StageError]:
+        """A re-fetched page is written only if its body changed, then as the indexed revision + 1;
+        unchanged, it is skipped (counted as ``unchanged_on_recheck``)."""
+        if not rechecks:
+            return {}
+        with _elasticsearch_errors():
+            response = self.es.mget(
+                index=self.alias,
+                ids=[a.doc_id for a in rechecks],
+                source_includes=["body_hash", "revision"],
+            )
+        indexed = {doc["_id"]: doc["_source"] for doc in response["docs"] if doc.get("found")}
+        resolved: dict[str, IndexAction | StageError] = {}
+        for action in rechecks:
+            current = indexed.get(action.doc_id)
+            if current is None:  # not indexed yet (or only just): an ordinary write
+                resolved[action.doc_id] = action
+            elif current.get("body_hash") == action.document["body_hash"]:
+                resolved[action.doc_id] = SkipMessage("unchanged_on_recheck", action.doc_id)
+            else:
+                revision = max(int(current.get("revision") or 1) + 1, action.version)
+                document = {**action.document, "revision": revision}
+                resolved[action.doc_id] = IndexAction(action.doc_id, revision, document)
+        return resolved
+
+    @staticmethod
+    def _item_failures(response: Any, positions: Sequence[int]) -> list[tuple[int, StageError]]:
         failures: list[tuple[int, StageError]] = []
         retry = False
-        for position, item in enumerate(response["items"]):
+        for position, item in zip(positions, response["items"], strict=True):
             outcome = item["index"]
             status = int(outcome.get("status", 500))
             if status < 300:

@@ -70,7 +70,7 @@ class FeedItem:
 @dataclass(frozen=True)
 class PollResult:
     feed: FeedSpec
-    outcome: str  # new_items | unchanged | not_modified | failed
+    outcome: str  # new_items | unchanged | not_modified | failed | recheck
     reason: str
     links: tuple[LinkMessage, ...] = ()
     validators: Validators | None = None
@@ -222,8 +222,12 @@ class Poller:
         max_items_per_feed: int = 200,
         robots: RobotsCache | None = None,
         hosts: HostLimiter | None = None,
+        recheck_after_s: float = 0.0,
+        max_rechecks: int = 1,
     ) -> None:
         self.store = store
+        self.recheck_after_s = recheck_after_s
+        self.max_rechecks = max_rechecks
         self.http = http
         self.stats = stats
         self.max_items_per_feed = max_items_per_feed
@@ -360,7 +364,7 @@ class Poller:
             elif before.fingerprint is None:
                 # Known from another feed: remember this feed's version, emit nothing.
                 first_sightings.append(
-                    SeenItem(aid, link.canonical_url, feed.url, before.revision, fingerprint)
+                    SeenItem(aid, link.canonical_url, feed.url, before.revision, fingerprint, emitted=False)
                 )
                 continue
             elif _is_newer(fingerprint, before.fingerprint):
@@ -374,14 +378,56 @@ class Poller:
             self.store.mark_seen(first_sightings)
         return tuple(links), tuple(fingerprints)
 
-    def emitted(self, results: Iterable[PollResult]) -> None:
-        """Call once Kafka acknowledged the results' links: they are seen for good."""
+    def due_rechecks(self, feeds: Iterable[FeedSpec], now: float, limit: int = 1000) -> list[PollResult]:
+        """Links to fetch again, one result per feed: articles of these feeds emitted at least
+        ``recheck_after_s`` ago and rechecked fewer than ``max_rechecks`` times since their last change
+        (sites edit articles without touching the feed item). Claimed until emitted or released."""
+        if self.recheck_after_s <= 0:
+            return []
+        by_url = {feed.url: feed for feed in feeds}
+        window = self.recheck_after_s * (self.max_rechecks + 1)
+        due = self.store.due_rechecks(
+            now - self.recheck_after_s, now - window, self.max_rechecks, list(by_url), limit
+        )
+        links: dict[str, list[LinkMessage]] = {}
+        discovered = datetime.fromtimestamp(now, tz=UTC)
+        for item in due:
+            if item.article_id in self._in_flight:
+                continue
+            feed = by_url[item.feed_url]
+            links.setdefault(feed.url, []).append(
+                LinkMessage(
+                    url=item.canonical_url,
+                    canonical_url=item.canonical_url,
+                    article_id=item.article_id,
+                    feed_url=feed.url,
+                    publisher=feed.publisher,
+                    language_hint=feed.language,
+                    discovered_at=discovered,
+                    revision=item.revision,
+                    recheck=True,
+                )
+            )
+            self._in_flight.add(item.article_id)
+        return [
+            PollResult(
+                by_url[url], "recheck", "recheck_due", links=tuple(found), fingerprints=("",) * len(found)
+            )
+            for url, found in links.items()
+        ]
+
+    def emitted(self, results: Iterable[PollResult], now: float | None = None) -> None:
+        """Call once Kafka acknowledged the results' links: they are seen for good (as of ``now``,
+        default the current time)."""
         done = list(results)
-        self.store.mark_seen(
-            SeenItem(link.article_id, link.canonical_url, link.feed_url, link.revision, fingerprint)
+        seen = [
+            SeenItem(
+                link.article_id, link.canonical_url, link.feed_url, link.revision, fingerprint, link.recheck
+            )
             for result in done
             for link, fingerprint in zip(result.links, result.fingerprints, strict=True)
-        )
+        ]
+        self.store.mark_seen(seen, now)
         self.release(done)
 
     def release(self, results: Iterable[PollResult]) -> None:
@@ -393,11 +439,15 @@ class Poller:
         """Store validators and adapt each interval: faster while a feed yields news, slower when idle,
         exponential backoff while it fails."""
         done = list(results)
-        states = self.store.feeds(result.feed.url for result in done)
-        updated = [self._next_state(result, states.get(result.feed.url), now) for result in done]
+        polls = [result for result in done if result.outcome != "recheck"]
+        states = self.store.feeds(result.feed.url for result in polls)
+        updated = [self._next_state(result, states.get(result.feed.url), now) for result in polls]
         self.store.save_feeds(updated)
         for result in done:
-            self.stats.add(result.outcome, result.reason)
+            # a poll counts once; rechecks count their links (one result holds a feed's due rechecks)
+            self.stats.add(
+                result.outcome, result.reason, len(result.links) if result.outcome == "recheck" else 1
+            )
             for reason, count in result.skipped.items():
                 self.stats.add("skipped", reason, count)
             if result.outcome == "failed":

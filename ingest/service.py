@@ -105,7 +105,16 @@ class PollerService:
     def make_poller(self, http: AsyncHttpClient) -> Poller:
         robots = RobotsCache(http, self.http_settings.user_agent, ttl_s=self.ingest.robots_ttl_s)
         hosts = HostLimiter(self.ingest.per_host_concurrency, self.ingest.per_host_delay_s)
-        return Poller(self.store, http, self.stats, self.ingest.max_items_per_feed, robots, hosts)
+        return Poller(
+            self.store,
+            http,
+            self.stats,
+            self.ingest.max_items_per_feed,
+            robots,
+            hosts,
+            recheck_after_s=self.ingest.recheck_after_s,
+            max_rechecks=self.ingest.max_rechecks,
+        )
 
     async def _await_assignment(self, stop: threading.Event) -> None:
         deadline = time.monotonic() + _ASSIGNMENT_WAIT_S
@@ -122,9 +131,11 @@ class PollerService:
         return self.assignment.mine(feeds)
 
     async def poll_pass(self, poller: Poller) -> int:
-        """One pass over this replica's due feeds; returns how many links were emitted."""
-        due = poller.due(self.my_feeds(), time.time())
-        if not due:
+        """One pass over this replica's due feeds and due rechecks; returns how many links were emitted."""
+        feeds, now = self.my_feeds(), time.time()
+        due = poller.due(feeds, now)
+        rechecks = poller.due_rechecks(feeds, now)
+        if not due and not rechecks:
             return 0
         results: asyncio.Queue[PollResult | None] = asyncio.Queue()
         slots = asyncio.Semaphore(self.ingest.concurrency)
@@ -135,6 +146,8 @@ class PollerService:
 
         emitter = asyncio.create_task(self._emit_all(poller, results))
         try:
+            for recheck in rechecks:
+                await results.put(recheck)
             await asyncio.gather(*(poll_one(feed) for feed in due))
         finally:
             await results.put(None)
@@ -168,7 +181,11 @@ class PollerService:
         except Exception:  # Kafka down: the feeds back off like failed ones and are re-read in full later
             log.exception("producing links failed")
             poller.release(results)
-            failed = [PollResult(result.feed, "failed", "emit_failed") for result in results]
+            failed = [
+                PollResult(result.feed, "failed", "emit_failed")
+                for result in results
+                if result.outcome != "recheck"  # a feed's schedule is its polls' business only
+            ]
             poller.record(failed, time.time())
             return 0
         poller.emitted(results)

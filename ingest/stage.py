@@ -62,6 +62,7 @@ def build_article(
         body_hash=body_hash(page.body),
         fetched_at=fetched_at,
         revision=link.revision if link else 1,
+        recheck=link.recheck if link else False,
     )
 
 

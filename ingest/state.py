@@ -69,13 +69,16 @@ class FeedState:
 
 @dataclass(frozen=True)
 class SeenItem:
-    """An emitted article version: what a later poll compares against."""
+    """An emitted article version: what a later poll compares against. ``recheck``: the emission
+    asked for the page again though its feed item had not changed."""
 
     article_id: str
     canonical_url: str
     feed_url: str
     revision: int
     fingerprint: str
+    recheck: bool = False
+    emitted: bool = True  # False: only this feed's fingerprint of an article emitted from another feed
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ class StateStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(seen_item)")}
         if "revision" not in columns:  # state files written before revisions existed
             self._db.execute("ALTER TABLE seen_item ADD COLUMN revision INTEGER NOT NULL DEFAULT 1")
+        if "last_emitted" not in columns:  # ... and before rechecks
+            self._db.execute("ALTER TABLE seen_item ADD COLUMN last_emitted REAL")
+            self._db.execute("ALTER TABLE seen_item ADD COLUMN rechecks INTEGER NOT NULL DEFAULT 0")
+        self._db.execute("CREATE INDEX IF NOT EXISTS seen_item_first_seen ON seen_item (first_seen)")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -169,18 +176,57 @@ class StateStore:
                     found[aid] = KnownItem(revision, fingerprint)
         return found
 
-    def mark_seen(self, items: Iterable[SeenItem]) -> None:
+    def mark_seen(self, items: Iterable[SeenItem], now: float | None = None) -> None:
         """Record emitted article versions (and each feed's fingerprint of them) for good."""
-        now = datetime.now(UTC).timestamp()
+        now = datetime.now(UTC).timestamp() if now is None else now
         rows = list(items)
         with self._transaction() as db:
+            # A recheck counts up; any other emission (a new revision) starts the count again.
             db.executemany(
-                "INSERT INTO seen_item (article_id, canonical_url, feed_url, first_seen, revision)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(article_id) DO UPDATE SET"
-                " revision = max(revision, excluded.revision)",
-                [(i.article_id, i.canonical_url, i.feed_url, now, i.revision) for i in rows],
+                "INSERT INTO seen_item (article_id, canonical_url, feed_url, first_seen, revision,"
+                " last_emitted, rechecks) VALUES (:aid, :url, :feed, :now, :revision, :now, 0)"
+                " ON CONFLICT(article_id) DO UPDATE SET revision = max(revision, excluded.revision),"
+                " last_emitted = CASE WHEN :emitted THEN :now ELSE last_emitted END,"
+                " rechecks = CASE WHEN NOT :emitted THEN rechecks WHEN :recheck THEN rechecks + 1 ELSE 0 END",
+                [
+                    {
+                        "aid": i.article_id,
+                        "url": i.canonical_url,
+                        "feed": i.feed_url,
+                        "now": now,
+                        "revision": i.revision,
+                        "emitted": i.emitted,
+                        "recheck": i.recheck,
+                    }
+                    for i in rows
+                ],
             )
-            db.executemany(
+            db.executemany(  # a recheck leaves the feed's fingerprint of the item as it was
                 "INSERT OR REPLACE INTO item_version VALUES (?, ?, ?)",
-                [(i.article_id, i.feed_url, i.fingerprint) for i in rows],
+                [(i.article_id, i.feed_url, i.fingerprint) for i in rows if not i.recheck],
             )
+
+    def due_rechecks(
+        self, emitted_before: float, first_seen_after: float, max_rechecks: int, feeds: list[str], limit: int
+    ) -> list[SeenItem]:
+        """Articles of ``feeds`` first seen after ``first_seen_after``, last emitted before
+        ``emitted_before`` and rechecked fewer than ``max_rechecks`` times since their last change."""
+        due: list[SeenItem] = []
+        with self._lock:
+            for start in range(0, len(feeds), _CHUNK):
+                chunk = feeds[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    "SELECT article_id, canonical_url, feed_url, revision FROM seen_item"  # noqa: S608 - only "?" placeholders are interpolated
+                    f" WHERE feed_url IN ({marks}) AND first_seen > ?"
+                    " AND coalesce(last_emitted, first_seen) <= ? AND rechecks < ?"
+                    " ORDER BY first_seen LIMIT ?"
+                )
+                params = [*chunk, first_seen_after, emitted_before, max_rechecks, limit - len(due)]
+                due += [
+                    SeenItem(aid, url, feed, revision, "", recheck=True)
+                    for aid, url, feed, revision in self._db.execute(query, params)
+                ]
+                if len(due) >= limit:
+                    break
+        return due

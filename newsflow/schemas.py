@@ -49,6 +49,10 @@ class LinkMessage(WireModel):
     revision: Annotated[int, Field(ge=1)] = Field(
         default=1, description="1 for a new article; the poller counts up when the feed lists a change."
     )
+    recheck: bool = Field(
+        default=False,
+        description="The feed item is unchanged; the page is fetched again in case the site edited it.",
+    )
 
     def key(self) -> str:
         return self.article_id
@@ -79,6 +83,9 @@ class Article(WireModel):
     paywalled: bool = False
     body_hash: str
     revision: Annotated[int, Field(ge=1)] = 1
+    recheck: bool = Field(
+        default=False, description="A re-fetch of an unchanged feed item: indexed only if the body changed."
+    )
     fetched_at: AwareDatetime
 
     def key(self) -> str:

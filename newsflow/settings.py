@@ -84,6 +84,12 @@ class IngestSettings(BaseSettings):
     state_dir: Path = Path(".newsflow/state")
     default_interval_s: float = Field(default=300.0, gt=0)
     max_items_per_feed: int = Field(default=200, ge=1)
+    recheck_after_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Fetch an unchanged item's page again this long after its last emission (0: never).",
+    )
+    max_rechecks: int = Field(default=1, ge=1, description="Rechecks per article version.")
     concurrency: int = Field(default=200, ge=1, description="Feed fetches in flight per poller process.")
     per_host_concurrency: int = Field(default=2, ge=1, description="Fetches in flight per host.")
     per_host_delay_s: float = Field(

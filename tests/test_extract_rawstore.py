@@ -91,6 +91,13 @@ def test_an_unchanged_refetch_is_stored_once_and_a_changed_page_again(
     assert next(store.latest()).link.revision == 2
 
 
+def test_a_recheck_link_is_fetched_into_a_recheck_article(server: SiteServer, http: HttpClient):
+    link = link_to(server.url(ARTICLE), revision=2).model_copy(update={"recheck": True})
+    article = FetchStage(http).process(link)
+    assert (article.recheck, article.revision) == (True, 2)
+    assert not FetchStage(http).process(link_to(server.url(ARTICLE))).recheck
+
+
 def test_reextracting_an_archived_page_rebuilds_the_same_article(
     tmp_path: Path, server: SiteServer, http: HttpClient
 ):

@@ -93,6 +93,31 @@ def test_newer_revision_wins_and_older_never_overwrites(es_client, es_settings):
     assert es_client.get(index=es_settings.alias, id=f"{1:032x}")["_source"]["title"] == "Third version"
 
 
+def test_a_recheck_is_written_only_when_the_body_changed_and_then_as_the_next_revision(
+    es_client, es_settings
+):
+    setup(es_client, es_settings)
+    assert write(es_client, es_settings, enriched(1), enriched(2)) == []
+
+    def recheck(n: int, body_hash: str, title: str) -> EnrichedArticle:
+        message = enriched(n, title=title)
+        article = message.article.model_copy(update={"recheck": True, "body_hash": body_hash})
+        return message.model_copy(update={"article": article})
+
+    same, changed = recheck(1, f"{1:064x}", "Same body"), recheck(2, "e" * 64, "Edited on the site")
+    unseen = recheck(3, "f" * 64, "Not indexed yet")
+    failures = write(es_client, es_settings, same, enriched(4), changed, unseen)
+    assert [(position, error.reason) for position, error in failures] == [(0, "unchanged_on_recheck")]
+    first, edited = (es_client.get(index=es_settings.alias, id=f"{n:032x}") for n in (1, 2))
+    assert (first["_version"], first["_source"]["title"]) == (1, "Article number 1")
+    assert (edited["_version"], edited["_source"]["revision"]) == (2, 2)
+    assert edited["_source"]["title"] == "Edited on the site"
+    assert es_client.get(index=es_settings.alias, id=f"{3:032x}")["_source"]["title"] == "Not indexed yet"
+    assert es_client.count(index=es_settings.alias)["count"] == 4
+    # the same recheck delivered again finds its own write: unchanged now
+    assert [e.reason for _, e in write(es_client, es_settings, changed)] == ["unchanged_on_recheck"]
+
+
 def test_a_document_the_mapping_rejects_fails_alone(es_client, es_settings):
     setup(es_client, es_settings)
     good = IndexStage().process(enriched(1))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -495,3 +496,35 @@ def test_http_dates_are_not_confused_with_item_dates():
     [atom_item] = parse_feed(atom([("https://x/a", "A", when)]), {}, RSS)
     assert rss_item.published == when and atom_item.modified == when
     assert rss_item.fingerprint.startswith("h:") and atom_item.fingerprint == f"t:{when.timestamp():.0f}"
+
+
+def test_rechecks_ask_for_unchanged_articles_again_a_bounded_number_of_times(site, tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    feed = FeedSpec(url=site.url("feeds/world-en.rss"), publisher="demo", language="en")
+    [first] = poll_and_emit(store, [feed])
+    assert first.links
+
+    async def scenario(poller: Poller) -> list[list[PollResult]]:
+        now = time.time()
+        rounds = [poller.due_rechecks([feed], now + 60)]  # too early
+        for hours in (1.1, 2.2, 3.3):  # due, due again (2 allowed), then used up
+            due = poller.due_rechecks([feed], now + hours * 3600)
+            assert poller.due_rechecks([feed], now + hours * 3600) == []  # claimed until emitted
+            poller.emitted(due, now + hours * 3600)
+            poller.record(due, now)
+            rounds.append(due)
+        return rounds
+
+    too_early, once, twice, used_up = with_poller(store, scenario, recheck_after_s=3600, max_rechecks=2)
+    assert too_early == [] and used_up == []
+    for due in (once, twice):
+        [result] = due
+        assert result.outcome == "recheck"
+        assert {link.article_id for link in result.links} == {link.article_id for link in first.links}
+        assert all(
+            link.recheck and link.revision == 1 and link.language_hint == "en" for link in result.links
+        )
+    # rechecks leave the feed's schedule and its item fingerprints alone: a later poll emits nothing
+    assert store.feed(feed.url) is not None
+    [later] = poll_and_emit(store, [feed], now=5000.0)
+    assert later.links == ()

@@ -125,6 +125,30 @@ def test_links_reach_kafka_once_and_a_changed_item_as_its_next_revision(site, ka
     assert service.stats.as_dict()["new_items"] == {"new_items": 6}
 
 
+def test_due_rechecks_reach_kafka_without_polling_their_feeds(site, kafka_settings, tmp_path):
+    ensure_topics(kafka_settings, ["links"])
+    feeds = serve_feeds(site, 3, {})
+    producer = make_producer(kafka_settings)
+    settings = ingest_settings(tmp_path, feeds, "a", recheck_after_s=1.0, max_rechecks=1)
+    service = PollerService(kafka_settings, HTTP, settings, producer, StageStats("poll"))
+    try:
+        assert one_pass(service) == 3
+        polls = len(requested(site))
+        assert one_pass(service) == 0  # neither a feed nor a recheck is due yet
+        time.sleep(1.2)
+        assert one_pass(service) == 3  # the rechecks; the feeds are not due (60 s interval)
+        assert len(requested(site)) == polls
+        time.sleep(1.2)
+        assert one_pass(service) == 0  # one recheck per version
+    finally:
+        service.close()
+        producer.close()
+    links = read_links(kafka_settings, 6)
+    assert sorted(link.recheck for link in links) == [False] * 3 + [True] * 3
+    assert {link.revision for link in links} == {1}
+    assert service.stats.as_dict()["recheck"] == {"recheck_due": 3}
+
+
 def test_two_replicas_poll_disjoint_feed_sets_that_cover_every_feed(site, kafka_settings, tmp_path):
     feeds = serve_feeds(site, FEEDS, {})
     producer = make_producer(kafka_settings)
