@@ -12,11 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from index.stage import ENTITY_GROUPS
+from newsflow.schemas import ENTITY_LABELS
+
 # Approximates Elasticsearch's ``standard`` analyzer (Unicode word segmentation + lowercase), which
 # is what the article mapping uses for title/description/body on every cluster.
 _WORD = re.compile(r"\w+(?:[.'\u2019]\w+)*")
 TEXT_FIELDS: tuple[str, ...] = ("title", "description", "body")
-ENTITY_FIELDS: tuple[str, ...] = ("person", "org", "location", "misc")
+ENTITY_FIELDS: tuple[str, ...] = ENTITY_LABELS
 KEYWORD_FIELDS = frozenset({"topic", "entity", "source", "lang", "language", *ENTITY_FIELDS})
 
 
@@ -182,7 +185,7 @@ def entity_es(name: str, label: str | None = None) -> dict[str, Any]:
     fields = [label] if label else list(ENTITY_FIELDS)
     should: list[dict[str, Any]] = [
         {"term": {f"{group}.{field}": {"value": name, "case_insensitive": True}}}
-        for group in ("entities", "entity_surface")
+        for group in ENTITY_GROUPS
         for field in fields
     ]
     if "person" in fields:

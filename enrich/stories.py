@@ -26,7 +26,7 @@ import hashlib
 import re
 import sqlite3
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -84,6 +84,15 @@ def _buckets(sig: Signature) -> list[tuple[int, int]]:
         )
         for band in range(BANDS)
     ]
+
+
+def _best_story(scored: Iterable[tuple[float, str]], threshold: float) -> str | None:
+    """The story of the highest score that reaches ``threshold`` (the first of equal ones)."""
+    best: tuple[float, str] | None = None
+    for score, story in scored:
+        if score >= threshold and (best is None or score > best[0]):
+            best = (score, story)
+    return best[1] if best else None
 
 
 class StoryClusterer:
@@ -180,12 +189,8 @@ class StoryClusterer:
             f"WHERE ({clauses}) AND m.seen_at BETWEEN ? AND ?",
             [*params, at - window, at + window],
         ).fetchall()
-        best: tuple[float, str] | None = None
-        for story, blob in rows:
-            score = similarity(sig, np.frombuffer(blob, dtype=np.uint64))
-            if score >= self.threshold and (best is None or score > best[0]):
-                best = (score, str(story))
-        return best[1] if best else None
+        scored = ((similarity(sig, np.frombuffer(blob, dtype=np.uint64)), str(story)) for story, blob in rows)
+        return _best_story(scored, self.threshold)
 
     def _same_story(self, vector: npt.NDArray[np.float32] | None, names: list[str], at: float) -> str | None:
         """The story of the closest member that names enough of the same entities, if close enough."""
@@ -199,15 +204,11 @@ class StoryClusterer:
             "GROUP BY m.article_id HAVING COUNT(*) >= ?",
             [*names, at - window, at + window, self.min_shared_entities],
         ).fetchall()
-        best: tuple[float, str] | None = None
-        for story, blob in rows:
-            other = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-            if other.shape != vector.shape:
-                continue
-            score = float(other @ vector)
-            if score >= self.semantic_threshold and (best is None or score > best[0]):
-                best = (score, str(story))
-        return best[1] if best else None
+        others = (
+            (np.frombuffer(blob, dtype=np.float16).astype(np.float32), str(story)) for story, blob in rows
+        )
+        scored = ((float(other @ vector), story) for other, story in others if other.shape == vector.shape)
+        return _best_story(scored, self.semantic_threshold)
 
     def _prune(self, now: float) -> None:
         """Forget articles older than the window (relative to the newest article seen)."""

@@ -309,7 +309,7 @@ class TopicClassifier:
         )
 
     def classify(self, docs: Sequence[Document]) -> list[tuple[TopicScore, ...]]:
-        return [self.assigned(matches) for matches in self.match(docs)]
+        return self.classify_with_vectors(docs)[0]
 
     def classify_with_vectors(
         self, docs: Sequence[Document]

@@ -8,11 +8,11 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
+from index.stage import ENTITY_GROUPS
+from newsflow.schemas import ENTITY_LABELS
+
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "m", "h": "h", "d": "d", "w": "w"}
-ENTITY_LABELS = ("person", "org", "location", "misc")
-# Canonical names, then every other surface form seen (mapping v3): "--entity Mexikos" finds Mexiko.
-ENTITY_GROUPS = ("entities", "entity_surface")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ def build_query(query: SearchQuery, text_fields: tuple[str, ...] = TEXT_FIELDS) 
                 "multi_match": {
                     "query": entity,
                     "type": "phrase",
+                    # canonical names and every other surface form: "--entity Mexikos" finds Mexiko
                     "fields": [f"{group}.{label}" for group in ENTITY_GROUPS for label in ENTITY_LABELS],
                 }
             }

@@ -16,7 +16,7 @@ from typing import Any
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Elasticsearch, TransportError
 
 from newsflow.errors import PermanentError, RetryableError, SkipMessage, StageError
-from newsflow.schemas import EnrichedArticle
+from newsflow.schemas import ENTITY_LABELS, EnrichedArticle
 
 SHORT_BODY_CHARS = 500
 
@@ -48,9 +48,13 @@ class IndexAction:
     recheck: bool = False  # written only if the indexed body differs, as the next revision
 
 
+# The document's entity fields: canonical names, then every other surface form seen (mapping v3).
+ENTITY_GROUPS = ("entities", "entity_surface")
+
+
 def entity_surface(details: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Each label's surface forms that differ from the canonical names (mapping v3)."""
-    surface: dict[str, list[str]] = {"person": [], "org": [], "location": [], "misc": []}
+    surface: dict[str, list[str]] = {label: [] for label in ENTITY_LABELS}
     for entity in details:
         forms = surface.setdefault(str(entity.get("label")), [])
         forms.extend(
@@ -61,7 +65,7 @@ def entity_surface(details: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 def to_document(enriched: EnrichedArticle) -> dict[str, Any]:
     article = enriched.article
-    entities: dict[str, list[str]] = {"person": [], "org": [], "location": [], "misc": []}
+    entities: dict[str, list[str]] = {label: [] for label in ENTITY_LABELS}
     for entity in enriched.entities:
         entities[entity.label].append(entity.name)
     details = [entity.model_dump() for entity in enriched.entities]

@@ -150,8 +150,8 @@ def _parse_json_feed(body: bytes, base: str) -> list[FeedItem]:
         if not isinstance(link, str) or not link.strip():
             continue
         title = entry.get("title") if isinstance(entry.get("title"), str) else None
-        published = _json_feed_date(entry.get("date_published"))
-        modified = _json_feed_date(entry.get("date_modified"))
+        published = _iso_date(entry.get("date_published"))
+        modified = _iso_date(entry.get("date_modified"))
         text = [entry.get(key) for key in ("summary", "content_text", "content_html")]
         items.append(
             FeedItem(
@@ -163,10 +163,6 @@ def _parse_json_feed(body: bytes, base: str) -> list[FeedItem]:
             )
         )
     return items
-
-
-def _json_feed_date(value: object) -> datetime | None:
-    return _sitemap_date(value) if isinstance(value, str) else None
 
 
 def _parse_sitemap(body: bytes) -> list[FeedItem]:
@@ -182,17 +178,18 @@ def _parse_sitemap(body: bytes) -> list[FeedItem]:
         if not loc:
             continue
         title = url.findtext("news:news/news:title", namespaces=_SITEMAP_NS)
-        published = _sitemap_date(url.findtext("news:news/news:publication_date", namespaces=_SITEMAP_NS))
-        modified = _sitemap_date(url.findtext("sm:lastmod", namespaces=_SITEMAP_NS))
+        published = _iso_date(url.findtext("news:news/news:publication_date", namespaces=_SITEMAP_NS))
+        modified = _iso_date(url.findtext("sm:lastmod", namespaces=_SITEMAP_NS))
         items.append(
             FeedItem(loc.strip(), title, published or modified, modified or published, _digest(title))
         )
     return items
 
 
-def _sitemap_date(stamp: str | None) -> datetime | None:
-    """An ISO 8601 / RFC 3339 date (sitemaps, JSON Feed); naive ones are taken as UTC."""
-    if not stamp:
+def _iso_date(stamp: object) -> datetime | None:
+    """An ISO 8601 / RFC 3339 date (sitemaps, JSON Feed); naive ones are taken as UTC; anything but a
+    non-empty string (a JSON number, null) is no date."""
+    if not isinstance(stamp, str) or not stamp:
         return None
     try:
         parsed = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))

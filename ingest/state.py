@@ -51,6 +51,13 @@ CREATE TABLE IF NOT EXISTS item_version (
 _CHUNK = 500  # SQLite's default limit on host parameters is 999
 
 
+def _chunks(values: Sequence[str]) -> Iterator[tuple[list[str], str]]:
+    """``values`` in slices small enough for one statement, each with its "?,?,..." placeholders."""
+    for start in range(0, len(values), _CHUNK):
+        chunk = list(values[start : start + _CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
+
 @dataclass(frozen=True)
 class FeedState:
     url: str
@@ -144,9 +151,7 @@ class StateStore:
         wanted = list(dict.fromkeys(urls))
         found: dict[str, FeedState] = {}
         with self._lock:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(wanted):
                 query = f"SELECT {_COLUMNS} FROM feed_state WHERE url IN ({marks})"  # noqa: S608 - constant columns and "?" placeholders
                 found.update((row[0], FeedState(*row)) for row in self._db.execute(query, chunk))
         return found
@@ -164,9 +169,7 @@ class StateStore:
         ids = list(dict.fromkeys(article_ids))
         found: dict[str, KnownItem] = {}
         with self._lock:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(ids):
                 query = (
                     "SELECT s.article_id, s.revision, v.fingerprint FROM seen_item s"  # noqa: S608 - only "?" placeholders are interpolated
                     " LEFT JOIN item_version v ON v.article_id = s.article_id AND v.feed_url = ?"
@@ -213,9 +216,7 @@ class StateStore:
         ``emitted_before`` and rechecked fewer than ``max_rechecks`` times since their last change."""
         due: list[SeenItem] = []
         with self._lock:
-            for start in range(0, len(feeds), _CHUNK):
-                chunk = feeds[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(feeds):
                 query = (
                     "SELECT article_id, canonical_url, feed_url, revision FROM seen_item"  # noqa: S608 - only "?" placeholders are interpolated
                     f" WHERE feed_url IN ({marks}) AND first_seen > ?"
