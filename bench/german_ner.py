@@ -6,6 +6,7 @@ texts in one run, so the ratio is fair on a shared machine. Texts: GermEval 2014
 joined into article-sized chunks (reference data, read from ../shared, never copied).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/german_ner.py [--json] [--articles 200] [--model NAME]
+        [--voters N]  # models of a voting pipeline that run (default: all)
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ def main() -> int:
     parser.add_argument("--articles", type=int, default=200)
     parser.add_argument("--model", default=SpacySettings().model_de)
     parser.add_argument("--batch-size", type=int, default=SpacySettings().batch_size)
+    parser.add_argument(
+        "--voters", type=int, default=SpacySettings().voters, help="models of the vote to run"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     texts = articles(args.articles)
-    recognizer = EntityRecognizer({"de": args.model})
+    recognizer = EntityRecognizer({"de": args.model}, args.voters)
     recognizer.recognise([(texts[0], 0)], "de")  # load and warm up outside the timings
-    nlp = load_pipeline(args.model)
+    nlp = load_pipeline(args.model, args.voters)
     tokens = sum(len(doc) for doc in nlp.tokenizer.pipe(texts))
 
     start = time.perf_counter()
@@ -58,6 +62,7 @@ def main() -> int:
 
     report = {
         "model": args.model,
+        "voters": args.voters,
         "articles": len(texts),
         "tokens": tokens,
         "raw_nlp_pipe_tokens_per_s": round(tokens / raw_s),

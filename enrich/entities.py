@@ -12,7 +12,7 @@ from typing import Any
 
 import spacy
 
-from enrich.german.ensemble import STASH, VOTE
+from enrich.german.ensemble import STASH, VOTE, keep_voters
 from newsflow.schemas import Entity, EntityLabel
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,9 @@ def verify_package(package: str) -> None:
             raise ModelUnavailable(f"{package}: {file} does not match the installed wheel's RECORD")
 
 
-def load_pipeline(name: str) -> Any:
-    """Load only what NER needs: the ner component(s), a vote over them (``enrich/german/ensemble.py``)
-    and any embedding layer they listen to."""
+def load_pipeline(name: str, voters: int | None = None) -> Any:
+    """Load only what NER needs: the ner component(s), a vote over them (``enrich/german/ensemble.py``;
+    ``voters`` keeps the first n of its models) and any embedding layer they listen to."""
     bundled = BUNDLED_MODELS / name
     try:
         nlp = spacy.load(bundled if name.isidentifier() and bundled.is_dir() else name)
@@ -109,6 +109,11 @@ def load_pipeline(name: str) -> Any:
         if recognisers & set(getattr(pipe, "listener_map", {})):
             keep.add(pipe_name)
     nlp.select_pipes(enable=sorted(keep))
+    if voters is not None:
+        try:
+            keep_voters(nlp, voters)
+        except ValueError as exc:
+            raise ModelUnavailable(f"{name}: {exc}") from exc
     if nlp.meta.get("name") == "newsflow_ner":
         from enrich.german.rules import add_rules
 
@@ -183,8 +188,9 @@ def aggregate(found: Iterable[Mention], title_length: int) -> tuple[Entity, ...]
 class EntityRecognizer:
     """One spaCy pipeline per language, loaded lazily once per process."""
 
-    def __init__(self, models: dict[str, str | None]) -> None:
+    def __init__(self, models: dict[str, str | None], voters: int | None = None) -> None:
         self._names = models
+        self._voters = voters
         self._loaded: dict[str, Any] = {}
 
     def available(self, language: str) -> bool:
@@ -195,7 +201,7 @@ class EntityRecognizer:
             name = self._names.get(language)
             if not name:
                 raise ModelUnavailable(f"no spaCy pipeline configured for {language!r}")
-            self._loaded[language] = load_pipeline(name)
+            self._loaded[language] = load_pipeline(name, self._voters)
         return self._loaded[language]
 
     def recognise(

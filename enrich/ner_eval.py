@@ -111,7 +111,7 @@ def format_report(report: dict[str, Any]) -> str:
 def cmd_eval_ner(args: argparse.Namespace) -> int:
     name = args.model or model_for(args.lang)
     sentences = read_corpus(Path(args.file), args.format)
-    report = evaluate(load_pipeline(name), sentences)
+    report = evaluate(load_pipeline(name, args.voters or SpacySettings().voters), sentences)
     report = {**report, "model": name, "file": args.file, "language": args.lang}
     emit(args, report, format_report(report))
     return 0
@@ -125,3 +125,8 @@ def register(registry: CommandRegistry) -> None:
     p.add_argument("--format", choices=["germeval", "conll"], default="conll")
     p.add_argument("--lang", choices=["de", "en"], required=True)
     p.add_argument("--model", help="another spaCy pipeline (name or path) instead of the configured one")
+    p.add_argument(
+        "--voters",
+        type=int,
+        help="models of a voting pipeline that run (default: NEWSFLOW_SPACY_VOTERS, else all)",
+    )

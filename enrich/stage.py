@@ -140,7 +140,7 @@ def build_stage(enrich: EnrichSettings, spacy: SpacySettings, persistent: bool =
     )
     return EnrichStage(
         LanguageDetector(enrich.languages, enrich.hint_weight),
-        EntityRecognizer({"en": spacy.model_en, "de": spacy.model_de}),
+        EntityRecognizer({"en": spacy.model_en, "de": spacy.model_de}, spacy.voters),
         topics=topics,
         aliases=AliasTable(state / "aliases.sqlite" if state else None, enrich.english_place_names),
         stories=StoryClusterer(

@@ -45,7 +45,9 @@ from typing import IO
 
 import httpx
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from newsflow.settings import NewsflowSettings
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 """Processes started by this interpreter, kept so they are reaped (a zombie would look alive)."""
 
 
-class LocalServicesSettings(BaseSettings):
+class LocalServicesSettings(NewsflowSettings):
     """Where the local servers live and listen; every field reads ``NEWSFLOW_SERVICES_<FIELD>``."""
 
     model_config = SettingsConfigDict(

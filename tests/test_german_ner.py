@@ -555,6 +555,23 @@ def test_assembled_vote_loads_as_one_pipeline_and_gives_entities(tmp_path: Path)
     assert expected and {(e.start, e.end, e.label_) for e in nlp(text).ents} == expected
     with pytest.raises(ValueError, match="odd number"):
         assemble(members[:2], tmp_path / "two")
+    # Fewer voters for speed: the first member alone decides.
+    fast = load_pipeline(str(out), voters=1)
+    assert fast.pipe_names == ["ner_0", "stash_0", VOTE] and member_count(fast) == 1
+    assert {(e.start, e.end, e.label_) for e in fast(text).ents} == found[0]
+    with pytest.raises(ModelUnavailable, match="odd"):
+        load_pipeline(str(out), voters=2)
+
+
+def test_voters_setting_reaches_the_stage_pipeline(monkeypatch):
+    monkeypatch.setenv("NEWSFLOW_SPACY_VOTERS", "1")
+    assert SpacySettings().voters == 1
+    from enrich.german.ensemble import member_count
+
+    recognizer = EntityRecognizer({"de": SpacySettings().model_de}, SpacySettings().voters)
+    assert member_count(recognizer._pipeline("de")) == 1
+    (entities,) = recognizer.recognise([("Bundeskanzler Friedrich Merz traf in Paris ein.", 0)], "de")
+    assert ("Paris", "location") in {(e.name, e.label) for e in entities}
 
 
 def test_vote_members_share_one_computation_of_the_context_features(monkeypatch):

@@ -19,7 +19,9 @@ def all_settings_classes() -> list[type[BaseSettings]]:
     classes = [
         obj
         for obj in vars(settings_module).values()
-        if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj is not BaseSettings
+        if isinstance(obj, type)
+        and issubclass(obj, BaseSettings)
+        and obj not in (BaseSettings, settings_module.NewsflowSettings)
     ]
     return [*classes, LocalServicesSettings]
 
@@ -41,3 +43,24 @@ def test_environment_overrides_and_secrets_stay_secret(monkeypatch: pytest.Monke
     es = ElasticsearchSettings()
     assert es.password is not None and es.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(es)
+
+
+def test_the_example_file_loads_as_is_and_empty_means_unset():
+    from newsflow.settings import IngestSettings, ObservabilitySettings, SpacySettings
+
+    for cls in all_settings_classes():
+        cls(_env_file=EXAMPLE)
+    # _env_file is an init-only argument of pydantic-settings that mypy's plugin does not see.
+    assert IngestSettings(_env_file=EXAMPLE).raw_html_dir is None  # type: ignore[call-arg]
+    assert KafkaSettings(_env_file=EXAMPLE).sasl_mechanism is None  # type: ignore[call-arg]
+    assert ObservabilitySettings(_env_file=EXAMPLE).metrics_port is None  # type: ignore[call-arg]
+    assert SpacySettings(_env_file=EXAMPLE).voters is None  # type: ignore[call-arg]
+
+
+def test_an_empty_variable_keeps_its_meaning_where_the_default_is_a_value(monkeypatch: pytest.MonkeyPatch):
+    from newsflow.settings import SpacySettings
+
+    monkeypatch.setenv("NEWSFLOW_SPACY_MODEL_DE", "")
+    assert SpacySettings().model_de == ""  # German NER switched off, as documented
+    monkeypatch.setenv("NEWSFLOW_KAFKA_SSL_CAFILE", "")
+    assert KafkaSettings().ssl_cafile is None  # not Path("") (the working directory)

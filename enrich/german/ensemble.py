@@ -93,6 +93,22 @@ def assemble(members: Sequence[Path], out_dir: Path) -> Path:
     return out_dir
 
 
+def keep_voters(nlp: Any, voters: int) -> Any:
+    """Let only the first ``voters`` members of a vote run (faster, less accurate); a majority of them
+    still decides. A plain pipeline is returned as it is."""
+    if VOTE not in nlp.pipe_names:
+        return nlp
+    vote = nlp.get_pipe(VOTE)
+    if voters % 2 == 0 or voters > len(vote.keys):
+        raise ValueError(f"voters must be odd and at most {len(vote.keys)}, not {voters}")
+    for i in range(voters, len(vote.keys)):
+        nlp.remove_pipe(f"ner_{i}")
+        nlp.remove_pipe(f"stash_{i}")
+    vote.keys = vote.keys[:voters]
+    vote.min_votes = voters // 2 + 1
+    return nlp
+
+
 def member_count(nlp: Any) -> int:
     """How many models vote in ``nlp`` (1 for a plain pipeline)."""
     return len(nlp.get_pipe(VOTE).keys) if VOTE in nlp.pipe_names else 1
