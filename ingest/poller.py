@@ -221,10 +221,12 @@ class Poller:
         hosts: HostLimiter | None = None,
         recheck_after_s: float = 0.0,
         max_rechecks: int = 1,
+        recheck_backoff: float = 1.0,
     ) -> None:
         self.store = store
         self.recheck_after_s = recheck_after_s
-        self.max_rechecks = max_rechecks
+        # The wait before each recheck of a version, from its last emission: edits come mostly early.
+        self.recheck_waits = [recheck_after_s * recheck_backoff**k for k in range(max_rechecks)]
         self.http = http
         self.stats = stats
         self.max_items_per_feed = max_items_per_feed
@@ -376,15 +378,15 @@ class Poller:
         return tuple(links), tuple(fingerprints)
 
     def due_rechecks(self, feeds: Iterable[FeedSpec], now: float, limit: int = 1000) -> list[PollResult]:
-        """Links to fetch again, one result per feed: articles of these feeds emitted at least
-        ``recheck_after_s`` ago and rechecked fewer than ``max_rechecks`` times since their last change
+        """Links to fetch again, one result per feed: articles of these feeds rechecked k < ``max_rechecks``
+        times since their last change and emitted at least ``recheck_after_s * recheck_backoff**k`` ago
         (sites edit articles without touching the feed item). Claimed until emitted or released."""
         if self.recheck_after_s <= 0:
             return []
         by_url = {feed.url: feed for feed in feeds}
-        window = self.recheck_after_s * (self.max_rechecks + 1)
+        window = sum(self.recheck_waits) + self.recheck_after_s  # first sightings older than this are done
         due = self.store.due_rechecks(
-            now - self.recheck_after_s, now - window, self.max_rechecks, list(by_url), limit
+            [now - wait for wait in self.recheck_waits], now - window, list(by_url), limit
         )
         links: dict[str, list[LinkMessage]] = {}
         discovered = datetime.fromtimestamp(now, tz=UTC)

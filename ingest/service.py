@@ -114,6 +114,7 @@ class PollerService:
             hosts,
             recheck_after_s=self.ingest.recheck_after_s,
             max_rechecks=self.ingest.max_rechecks,
+            recheck_backoff=self.ingest.recheck_backoff,
         )
 
     async def _await_assignment(self, stop: threading.Event) -> None:

@@ -210,20 +210,23 @@ class StateStore:
             )
 
     def due_rechecks(
-        self, emitted_before: float, first_seen_after: float, max_rechecks: int, feeds: list[str], limit: int
+        self, emitted_before: Sequence[float], first_seen_after: float, feeds: list[str], limit: int
     ) -> list[SeenItem]:
-        """Articles of ``feeds`` first seen after ``first_seen_after``, last emitted before
-        ``emitted_before`` and rechecked fewer than ``max_rechecks`` times since their last change."""
+        """Articles of ``feeds`` first seen after ``first_seen_after`` and, rechecked k times since their
+        last change, last emitted before ``emitted_before[k]`` (k beyond the list: done)."""
         due: list[SeenItem] = []
+        per_count = " OR ".join(
+            ["(rechecks = ? AND coalesce(last_emitted, first_seen) <= ?)"] * len(emitted_before)
+        )
+        counts = [value for k, before in enumerate(emitted_before) for value in (k, before)]
         with self._lock:
             for chunk, marks in _chunks(feeds):
                 query = (
                     "SELECT article_id, canonical_url, feed_url, revision FROM seen_item"  # noqa: S608 - only "?" placeholders are interpolated
-                    f" WHERE feed_url IN ({marks}) AND first_seen > ?"
-                    " AND coalesce(last_emitted, first_seen) <= ? AND rechecks < ?"
+                    f" WHERE feed_url IN ({marks}) AND first_seen > ? AND ({per_count})"
                     " ORDER BY first_seen LIMIT ?"
                 )
-                params = [*chunk, first_seen_after, emitted_before, max_rechecks, limit - len(due)]
+                params = [*chunk, first_seen_after, *counts, limit - len(due)]
                 due += [
                     SeenItem(aid, url, feed, revision, "", recheck=True)
                     for aid, url, feed, revision in self._db.execute(query, params)

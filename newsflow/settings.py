@@ -104,7 +104,12 @@ class IngestSettings(NewsflowSettings):
         ge=0.0,
         description="Fetch an unchanged item's page again this long after its last emission (0: never).",
     )
-    max_rechecks: int = Field(default=1, ge=1, description="Rechecks per article version.")
+    max_rechecks: int = Field(default=1, ge=1, le=20, description="Rechecks per article version.")
+    recheck_backoff: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Each further recheck of a version waits this many times longer (1: a fixed interval).",
+    )
     concurrency: int = Field(default=200, ge=1, description="Feed fetches in flight per poller process.")
     per_host_concurrency: int = Field(default=2, ge=1, description="Fetches in flight per host.")
     per_host_delay_s: float = Field(

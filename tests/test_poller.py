@@ -528,3 +528,27 @@ def test_rechecks_ask_for_unchanged_articles_again_a_bounded_number_of_times(sit
     assert store.feed(feed.url) is not None
     [later] = poll_and_emit(store, [feed], now=5000.0)
     assert later.links == ()
+
+
+def test_recheck_backoff_waits_longer_before_each_further_recheck(site, tmp_path):
+    store = StateStore(tmp_path / "s.sqlite")
+    feed = FeedSpec(url=site.url("feeds/world-en.rss"), publisher="demo", language="en")
+    [first] = poll_and_emit(store, [feed])
+
+    async def scenario(poller: Poller) -> list[bool]:
+        start, hour = time.time(), 3600.0
+        due_at = []
+        emitted = start
+        # Waits of 1 h, 4 h and 16 h after each emission: probe just before and just after each.
+        for wait in (1, 4, 16):
+            early = bool(poller.due_rechecks([feed], emitted + (wait - 0.1) * hour))
+            now = emitted + (wait + 0.1) * hour
+            due = poller.due_rechecks([feed], now)
+            poller.emitted(due, now)
+            poller.record(due, start)
+            due_at += [early, bool(due)]
+            emitted = now
+        return due_at
+
+    due_at = with_poller(store, scenario, recheck_after_s=3600, max_rechecks=3, recheck_backoff=4.0)
+    assert first.links and due_at == [False, True, False, True, False, True]
