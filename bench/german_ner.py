@@ -19,6 +19,7 @@ from pathlib import Path
 
 from enrich.entities import EntityRecognizer, load_pipeline
 from enrich.german.corpora import read_germeval
+from enrich.german.ensemble import member_count
 from newsflow.settings import SpacySettings
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def main() -> int:
 
     report = {
         "model": args.model,
-        "voters": args.voters,
+        "voters": member_count(nlp),
         "articles": len(texts),
         "tokens": tokens,
         "raw_nlp_pipe_tokens_per_s": round(tokens / raw_s),
