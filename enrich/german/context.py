@@ -110,14 +110,14 @@ class UseContext:
     def word_features(self, words: Sequence[str]) -> FloatArray:
         """(len(words), FEATURE_DIM): the mean feature row of each word's pieces, the words read as one
         text (between USE's begin and end pieces)."""
+        if not words:
+            return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         ids = [self.bos]
         starts = []
         for word in words:
             starts.append(len(ids))
             ids.extend(self.pieces(word) or [0])
         ids.append(self.eos)
-        if not words:
-            return np.zeros((0, FEATURE_DIM), dtype=np.float32)
         feats = self.windowed_piece_features(ids)
         bounds = np.asarray(starts, dtype=np.int64)
         sums = np.add.reduceat(feats[: len(ids) - 1], bounds, axis=0)

@@ -26,6 +26,11 @@ STASH = "newsflow_ner_stash"
 VOTE = "newsflow_ner_vote"
 
 
+def majority(members: int) -> int:
+    """The fewest votes that are more than half of ``members``."""
+    return members // 2 + 1
+
+
 class EntityStash:
     """Moves ``doc.ents`` into ``doc.spans[key]`` and clears them for the next member."""
 
@@ -42,7 +47,7 @@ class MajorityVote:
     """Sets ``doc.ents`` to the spans (same tokens, same label) at least ``min_votes`` members found."""
 
     def __init__(self, keys: Sequence[str], min_votes: int) -> None:
-        if not 2 * min_votes > len(keys):
+        if min_votes < majority(len(keys)):
             raise ValueError(f"min_votes must be a strict majority of {len(keys)} members, not {min_votes}")
         self.keys = list(keys)
         self.min_votes = min_votes
@@ -88,7 +93,7 @@ def assemble(members: Sequence[Path], out_dir: Path) -> Path:
         key = f"newsflow_ner_{i}"
         nlp.add_pipe(STASH, name=f"stash_{i}", config={"key": key})
         keys.append(key)
-    nlp.add_pipe(VOTE, config={"keys": keys, "min_votes": len(members) // 2 + 1})
+    nlp.add_pipe(VOTE, config={"keys": keys, "min_votes": majority(len(members))})
     nlp.to_disk(out_dir)
     return out_dir
 
@@ -105,7 +110,7 @@ def keep_voters(nlp: Any, voters: int) -> Any:
         nlp.remove_pipe(f"ner_{i}")
         nlp.remove_pipe(f"stash_{i}")
     vote.keys = vote.keys[:voters]
-    vote.min_votes = voters // 2 + 1
+    vote.min_votes = majority(voters)
     return nlp
 
 

@@ -411,7 +411,7 @@ def make_german_rules(nlp: Language, name: str, rules: list[str], complete_perso
 
 
 def add_rules(nlp: Any, rules: Sequence[str] | None = None, complete_persons: bool = True) -> Any:
-    """Put the rules after ``ner`` (once); ``rules`` picks a subset, by default all of them."""
+    """Put the rules last (once), after ``ner`` or the vote; ``rules`` picks a subset, by default all."""
     if FACTORY not in nlp.pipe_names:
         config = {"rules": list(rules if rules is not None else RULES), "complete_persons": complete_persons}
         nlp.add_pipe(FACTORY, name=FACTORY, last=True, config=config)  # after "ner" or the vote

@@ -22,7 +22,7 @@ from typing import Any
 
 from spacy.util import registry
 
-from enrich.german import gazetteer, lexicon
+from enrich.german import MODEL_NAME, MODEL_VERSION, gazetteer, lexicon
 from enrich.german.corpora import Sentence, read_conll, read_germeval, spans, split_long
 
 HERE = Path(__file__).resolve().parent
@@ -137,8 +137,8 @@ def write_corpora(work_dir: Path, train: Sequence[Sentence], dev: Sequence[Sente
 def install(best: Path, counts: dict[str, int]) -> Path:
     """Replace the shipped pipeline with ``best``, with our meta and the model card."""
     meta = {
-        "name": "newsflow_ner",
-        "version": "2.0.0",
+        "name": MODEL_NAME,
+        "version": MODEL_VERSION,
         "license": "CC BY 4.0",
         "sources": [{"name": name, "sentences": n} for name, n in counts.items()],
     }
